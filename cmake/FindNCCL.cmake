@@ -1,0 +1,69 @@
+# FindNCCL
+# --------
+# Finds NVIDIA's NCCL library.
+#
+# Hints (searched in this order): NCCL_ROOT (CMake or environment variable),
+# /usr/local/cuda, the CUDA toolkit found by find_package(CUDAToolkit), then
+# the usual system paths.
+#
+# Defines:
+#   NCCL_FOUND, NCCL_INCLUDE_DIRS, NCCL_LIBRARIES, NCCL_VERSION
+#   imported target NCCL::NCCL
+include(FindPackageHandleStandardArgs)
+
+set(_nccl_hints)
+foreach(_root IN ITEMS "${NCCL_ROOT}" "$ENV{NCCL_ROOT}")
+  if(_root)
+    list(APPEND _nccl_hints "${_root}")
+  endif()
+endforeach()
+list(APPEND _nccl_hints /usr/local/cuda)
+if(NOT CUDAToolkit_FOUND)
+  find_package(CUDAToolkit QUIET)
+endif()
+if(CUDAToolkit_FOUND)
+  list(APPEND _nccl_hints ${CUDAToolkit_TARGET_DIR} ${CUDAToolkit_LIBRARY_ROOT})
+  foreach(_dir IN ITEMS ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_DIR})
+    get_filename_component(_dir_parent "${_dir}" DIRECTORY)
+    list(APPEND _nccl_hints "${_dir_parent}")
+  endforeach()
+endif()
+
+find_path(NCCL_INCLUDE_DIR
+  NAMES nccl.h
+  HINTS ${_nccl_hints}
+  PATH_SUFFIXES include)
+find_library(NCCL_LIBRARY
+  NAMES nccl
+  HINTS ${_nccl_hints}
+  PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu targets/x86_64-linux/lib)
+
+if(NCCL_INCLUDE_DIR AND EXISTS "${NCCL_INCLUDE_DIR}/nccl.h")
+  file(STRINGS "${NCCL_INCLUDE_DIR}/nccl.h" _nccl_version_lines
+    REGEX "^#define[ \t]+NCCL_(MAJOR|MINOR|PATCH)[ \t]+[0-9]+")
+  foreach(_part MAJOR MINOR PATCH)
+    string(REGEX MATCH "NCCL_${_part}[ \t]+([0-9]+)" _m "${_nccl_version_lines}")
+    set(NCCL_VERSION_${_part} "${CMAKE_MATCH_1}")
+  endforeach()
+  if(NOT NCCL_VERSION_MAJOR STREQUAL "")
+    set(NCCL_VERSION "${NCCL_VERSION_MAJOR}.${NCCL_VERSION_MINOR}.${NCCL_VERSION_PATCH}")
+  endif()
+endif()
+
+find_package_handle_standard_args(NCCL
+  REQUIRED_VARS NCCL_LIBRARY NCCL_INCLUDE_DIR
+  VERSION_VAR NCCL_VERSION)
+
+if(NCCL_FOUND)
+  set(NCCL_INCLUDE_DIRS "${NCCL_INCLUDE_DIR}")
+  set(NCCL_LIBRARIES "${NCCL_LIBRARY}")
+  if(NOT TARGET NCCL::NCCL)
+    add_library(NCCL::NCCL UNKNOWN IMPORTED)
+    set_target_properties(NCCL::NCCL PROPERTIES
+      IMPORTED_LOCATION "${NCCL_LIBRARY}"
+      INTERFACE_INCLUDE_DIRECTORIES "${NCCL_INCLUDE_DIR}")
+  endif()
+endif()
+
+mark_as_advanced(NCCL_INCLUDE_DIR NCCL_LIBRARY)
+unset(_nccl_hints)
