@@ -462,10 +462,9 @@ public:
                                  sizeof(T));
     }
 
-private:
-    template <Element, int, Device>
-    friend class Tensor;
-
+    // The functors factories pass to Backend<D>::generate. Public only because nvcc rejects a
+    // private or protected nested type as a template argument of a __global__ function (the
+    // CUDA generate kernel); not part of the API.
     struct Fill {
         T value;
         WEFT_HD T operator()(index_t) const { return value; }
@@ -479,6 +478,10 @@ private:
         F f;
         WEFT_HD T operator()(index_t i) const { return convert<T>(f(i)); }
     };
+
+private:
+    template <Element, int, Device>
+    friend class Tensor;
 
     template <int N>
     Tensor<T, N, D> restrided(const Shape<N>& shape, const Shape<N>& strides) const {
