@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds weft's examples (Release) and runs the most
+# complete one.
+#   scripts/demo.sh [build-dir]      (default: build/release; or WEFT_BUILD_DIR)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/packages.sh"
+
+build_dir="${1:-${WEFT_BUILD_DIR:-$WEFT_ROOT/build/release}}"
+
+weft_install_missing_packages
+weft_configure "$build_dir"
+weft_build "$build_dir" --target weft_examples
+
+weft_log "The DenseCLIP program does not exist yet; running tensor_basics, the most complete example so far."
+exec "$build_dir/bin/tensor_basics"

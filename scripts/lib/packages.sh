@@ -1,0 +1,65 @@
+# Shared by scripts/test.sh and scripts/demo.sh (source it, don't run it).
+# The one list of Debian packages weft's build, tests, examples and benchmarks need.
+# (Debian bookworm names: xtensor's companion is packaged as xtl-dev.)
+
+WEFT_DEBIAN_PACKAGES=(
+  build-essential
+  cmake
+  ninja-build
+  catch2
+  libeigen3-dev
+  xtensor-dev
+  xtl-dev
+  libstb-dev
+  nlohmann-json3-dev
+  libcli11-dev
+  libbenchmark-dev
+)
+
+# Repository root (this file lives in scripts/lib/).
+WEFT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+weft_log() { printf '[weft] %s\n' "$*"; }
+
+# Installs those of WEFT_DEBIAN_PACKAGES that are missing, with one apt-get run.
+weft_install_missing_packages() {
+  local missing=() pkg
+  for pkg in "${WEFT_DEBIAN_PACKAGES[@]}"; do
+    if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+      missing+=("$pkg")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    weft_log "all ${#WEFT_DEBIAN_PACKAGES[@]} Debian packages already installed"
+    return 0
+  fi
+  weft_log "installing missing Debian packages: ${missing[*]}"
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { weft_log "not root and no sudo: install ${missing[*]} yourself"; return 1; }
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# weft_configure <build-dir> [extra cmake args...]: Release, tests+examples+bench, Ninja.
+weft_configure() {
+  local build_dir="$1"; shift
+  # ccache keys on paths below the source tree relative to it, so a build in a
+  # fresh clone elsewhere (CI) reuses objects compiled here.
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$WEFT_ROOT}"
+  weft_log "configuring $build_dir"
+  cmake -S "$WEFT_ROOT" -B "$build_dir" -G Ninja \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON -DWEFT_BUILD_BENCH=ON \
+    "$@"
+}
+
+# weft_build <build-dir> [cmake --build args...]
+weft_build() {
+  local build_dir="$1"; shift
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$WEFT_ROOT}"
+  weft_log "building $build_dir with $(nproc) jobs"
+  cmake --build "$build_dir" -j"$(nproc)" "$@"
+}
