@@ -46,9 +46,6 @@ weft_install_missing_packages() {
 # weft_configure <build-dir> [extra cmake args...]: Release, tests+examples+bench, Ninja.
 weft_configure() {
   local build_dir="$1"; shift
-  # ccache keys on paths below the source tree relative to it, so a build in a
-  # fresh clone elsewhere (CI) reuses objects compiled here.
-  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$WEFT_ROOT}"
   weft_log "configuring $build_dir"
   cmake -S "$WEFT_ROOT" -B "$build_dir" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release \
@@ -59,7 +56,6 @@ weft_configure() {
 # weft_build <build-dir> [cmake --build args...]
 weft_build() {
   local build_dir="$1"; shift
-  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$WEFT_ROOT}"
   weft_log "building $build_dir with $(nproc) jobs"
   cmake --build "$build_dir" -j"$(nproc)" "$@"
 }
