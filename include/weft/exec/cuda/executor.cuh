@@ -3,11 +3,12 @@
 // Assignment launches one kernel per fused expression; the evaluator (a trivially copyable
 // struct of pointers and broadcast strides, see expr/expression.hpp) is a kernel parameter.
 //  - linear: destination dense and every operand dense in the same order: a grid-stride loop over
-//    the flat index, four elements per thread per step (all loads issued before the stores).
+//    the flat index, four elements per thread per step (all loads issued before the stores). It
+//    counts in 32 bits; tensors beyond 2^30 elements take one launch per 2^30.
 //  - strided: otherwise (broadcasting, transposed or sliced operands or destination): a kernel
 //    templated on the rank unravels the flat index into a multi-index and calls `ev.at(idx)`.
-// Index arithmetic is 32-bit when the element count is below 2^31 (integer division is several
-// times faster), 64-bit otherwise; offsets are always 64-bit.
+//    Its index arithmetic is 32-bit when the element count is below 2^31 (integer division is
+//    several times faster), 64-bit otherwise. Offsets are always 64-bit.
 //
 // Reductions (same contract as Executor<Cpu>::reduce): outputs are spread over blocks, and the
 // reduced positions of one output over the threads of a block, which combine their partial
@@ -57,17 +58,21 @@ struct StridedDst {
     index_t stride[R > 0 ? R : 1];
 };
 
-template <class T, class Ev, class I>
-__global__ void __launch_bounds__(256) assign_linear(T* out, const Ev ev, const I n) {
+// Elements [offset, offset + n) of a dense destination; n < 2^31, so the loop counts in 32 bits
+// (larger tensors take several launches).
+template <class T, class Ev>
+__global__ void __launch_bounds__(256) assign_linear(T* out, const Ev ev, const index_t offset, const std::uint32_t n) {
+    using I = std::uint32_t;
     constexpr int U = assign_unroll;
     const I tile = I(blockDim.x) * U;
     const I step = I(gridDim.x) * tile;
+    out += offset;
     for (I base = I(blockIdx.x) * tile + threadIdx.x; base < n; base += step) {
         typename Ev::type v[U];
 #pragma unroll
         for (int k = 0; k < U; ++k) {
             const I i = base + I(k) * blockDim.x;
-            if (i < n) v[k] = ev.linear(index_t(i));
+            if (i < n) v[k] = ev.linear(offset + index_t(i));
         }
 #pragma unroll
         for (int k = 0; k < U; ++k) {
@@ -113,6 +118,7 @@ struct ReducePlan {
     I outputs;             // M: number of outputs
     I count;               // K: number of reduced positions per output
     I chunk;               // positions per blockIdx.y (== count without a split)
+    bool inner;            // the innermost axis is reduced (or rank 0): lanes walk positions
 };
 
 template <class Acc>
@@ -147,12 +153,12 @@ __device__ __forceinline__ T shfl_down(const T& v, unsigned offset) {
 }
 
 // Combines the accumulators of the `by` threads (ty = 0..by-1) that share a tx; the result is
-// valid in the thread with ty == 0. Every thread of the block must call it (it synchronizes).
-// Lanes: with InnerReduced, ty = threadIdx.x (consecutive lanes), by a power of two.
-template <bool InnerReduced, class Op, class Acc>
+// valid in the thread with ty == 0. Every thread of the block must call it (it synchronizes), with
+// the same `lanes`: true when ty = threadIdx.x (consecutive lanes of a warp), by a power of two.
+template <class Op, class Acc>
 __device__ __forceinline__ Acc block_merge(const Op& op, Acc acc, Acc* smem, unsigned tx, unsigned ty, unsigned bx,
-                                           unsigned by) {
-    if constexpr (InnerReduced) {
+                                           unsigned by, bool lanes) {
+    if (lanes) {
         // Tree with growing offsets: lane ty (a multiple of 2o) merges [ty, ty+o) with [ty+o, ty+2o),
         // never reading across a group of `by` lanes (by is a power of two, groups are aligned).
         const unsigned width = by < 32 ? by : 32;
@@ -212,18 +218,22 @@ __device__ __forceinline__ void unravel_reduced(const ReducePlan<R, I>& pl, I p,
 }
 
 // Blocks of 256 threads: `by` threads per output over the positions, `bx` outputs per block
-// (by * bx == 256). InnerReduced: blockDim = (by, bx), else (bx, by). blockIdx.y picks a chunk of
-// positions. Final: write op.finalize(acc) to out[m]; else the accumulator to partial[m * splits + y].
-template <bool InnerReduced, bool Final, class Out, int R, class I, class Ev, class Op>
+// (by * bx == 256). pl.inner (the innermost axis is reduced): blockDim = (by, bx), so consecutive
+// lanes walk consecutive positions; else (bx, by), so they walk neighbouring outputs. blockIdx.y
+// picks a chunk of positions. Without `partial`, write op.finalize(acc) to out[m]; with it, the
+// accumulator to partial[m * gridDim.y + blockIdx.y]. (Run-time flags, uniform over the grid, rather
+// than template parameters: each reduction then compiles two kernels, not eight.)
+template <class Out, int R, class I, class Ev, class Op>
 __global__ void __launch_bounds__(256) reduce(const Ev ev, const Op op, const ReducePlan<R, I> pl, Out* out,
                                               typename Op::acc_type* partial, const index_t count) {
     using Acc = typename Op::acc_type;
     __shared__ alignas(16) unsigned char smem_raw[256 * sizeof(Acc)];
     Acc* smem = reinterpret_cast<Acc*>(smem_raw);
-    const unsigned by = InnerReduced ? blockDim.x : blockDim.y;
-    const unsigned bx = InnerReduced ? blockDim.y : blockDim.x;
-    const unsigned ty = InnerReduced ? threadIdx.x : threadIdx.y;
-    const unsigned tx = InnerReduced ? threadIdx.y : threadIdx.x;
+    const bool inner = pl.inner;
+    const unsigned by = inner ? blockDim.x : blockDim.y;
+    const unsigned bx = inner ? blockDim.y : blockDim.x;
+    const unsigned ty = inner ? threadIdx.x : threadIdx.y;
+    const unsigned tx = inner ? threadIdx.y : threadIdx.x;
     const I p_begin = I(blockIdx.y) * pl.chunk;
     const I p_end = pl.count - p_begin < pl.chunk ? pl.count : p_begin + pl.chunk;
     // m0 is the same in every thread of the block, so all of them reach block_merge together.
@@ -238,16 +248,16 @@ __global__ void __launch_bounds__(256) reduce(const Ev ev, const Op op, const Re
                 acc = op.combine(acc, ev.at(idx), index_t(p));
             }
         }
-        acc = block_merge<InnerReduced>(op, acc, smem, tx, ty, bx, by);
+        acc = block_merge(op, acc, smem, tx, ty, bx, by, inner);
         if (ty == 0 && m < pl.outputs) {
-            if constexpr (Final) out[m] = op.template finalize<Out>(acc, count);
-            else partial[index_t(m) * gridDim.y + blockIdx.y] = acc;
+            if (partial) partial[index_t(m) * gridDim.y + blockIdx.y] = acc;
+            else out[m] = op.template finalize<Out>(acc, count);
         }
     }
 }
 
 // Second pass of a split reduction: merges the `splits` partial accumulators of each output in
-// position order. blockDim = (by, bx) as for an InnerReduced first pass.
+// position order. blockDim = (by, bx), as a first pass with pl.inner.
 template <class Out, class Op, class I>
 __global__ void __launch_bounds__(256) reduce_finish(const Op op, const typename Op::acc_type* partial,
                                                      const I outputs, const I splits, Out* out, const index_t count) {
@@ -260,7 +270,7 @@ __global__ void __launch_bounds__(256) reduce_finish(const Op op, const typename
         Acc acc = op.init();
         if (m < outputs)
             for (I s = ty; s < splits; s += by) acc = merge_ordered(op, acc, partial[index_t(m) * splits + s]);
-        acc = block_merge<true>(op, acc, smem, tx, ty, bx, by);
+        acc = block_merge(op, acc, smem, tx, ty, bx, by, true);
         if (ty == 0 && m < outputs) out[m] = op.template finalize<Out>(acc, count);
     }
 }
@@ -299,12 +309,14 @@ struct Executor<Cuda> {
         constexpr int threads = cuda::block_threads;
         const bool small = n <= index_t(std::numeric_limits<std::int32_t>::max());
         if (dst.is_contiguous() && ev.linear_ok()) {
-            const unsigned grid = cuda::grid_blocks(n, index_t(threads) * cuda::kernels::assign_unroll);
-            if (small)
-                cuda::kernels::assign_linear<T, Ev, std::uint32_t><<<grid, threads, 0, stream>>>(out, ev, std::uint32_t(n));
-            else
-                cuda::kernels::assign_linear<T, Ev, index_t><<<grid, threads, 0, stream>>>(out, ev, n);
-            WEFT_CUDA_CHECK_LAUNCH();
+            constexpr index_t chunk = index_t(1) << 30;
+            for (index_t offset = 0; offset < n; offset += chunk) {
+                const index_t len = std::min(chunk, n - offset);
+                const unsigned grid = cuda::grid_blocks(len, index_t(threads) * cuda::kernels::assign_unroll);
+                cuda::kernels::assign_linear<T, Ev>
+                    <<<grid, threads, 0, stream>>>(out, ev, offset, std::uint32_t(len));
+                WEFT_CUDA_CHECK_LAUNCH();
+            }
             return;
         }
         const unsigned grid = cuda::grid_blocks(n, threads);
@@ -373,6 +385,7 @@ private:
 
         // Threads per output (by) and outputs per block (bx), by * bx == 256.
         const bool inner_reduced = R == 0 || mask[R > 0 ? R - 1 : 0];
+        pl.inner = inner_reduced;
         unsigned by, bx;
         if (inner_reduced) {
             by = cuda::next_pow2(count);
@@ -402,10 +415,7 @@ private:
         const cudaStream_t stream = cuda::current_stream();
         Out* o = out.data();
         if (splits == 1) {
-            if (inner_reduced)
-                cuda::kernels::reduce<true, true, Out, R, I, Ev, Op><<<grid, block, 0, stream>>>(ev, op, pl, o, nullptr, count);
-            else
-                cuda::kernels::reduce<false, true, Out, R, I, Ev, Op><<<grid, block, 0, stream>>>(ev, op, pl, o, nullptr, count);
+            cuda::kernels::reduce<Out, R, I, Ev, Op><<<grid, block, 0, stream>>>(ev, op, pl, o, nullptr, count);
             WEFT_CUDA_CHECK_LAUNCH();
             return;
         }
@@ -418,10 +428,7 @@ private:
             void* p;
             ~Release() { Backend<Cuda>::deallocate(p, 0); }
         } release{partial};
-        if (inner_reduced)
-            cuda::kernels::reduce<true, false, Out, R, I, Ev, Op><<<grid, block, 0, stream>>>(ev, op, pl, o, partial, count);
-        else
-            cuda::kernels::reduce<false, false, Out, R, I, Ev, Op><<<grid, block, 0, stream>>>(ev, op, pl, o, partial, count);
+        cuda::kernels::reduce<Out, R, I, Ev, Op><<<grid, block, 0, stream>>>(ev, op, pl, o, partial, count);
         WEFT_CUDA_CHECK_LAUNCH();
         const unsigned fby = cuda::next_pow2(splits), fbx = 256 / fby;
         const unsigned fgrid = unsigned(std::min<index_t>((outputs + fbx - 1) / fbx, sms * 32));
