@@ -4,6 +4,7 @@
 #include <weft/interop/xtensor.hpp>
 #include <weft/weft.hpp>
 #include <xtensor/xmath.hpp>
+#include <xtensor/xmanipulation.hpp>
 #include <xtensor/xview.hpp>
 
 using namespace weft;
@@ -92,8 +93,7 @@ TEST_CASE("from_xtensor views xtensor containers", "[interop][xtensor]") {
     Tensor<double, 0> s = sum(t);
     CHECK(s.item() == 16.0);
 
-    xt::xtensor<float, 3> b = xt::arange<float>(24);
-    b.reshape({2, 3, 4});
+    xt::xtensor<float, 3> b = xt::reshape_view(xt::arange<float>(24), {2, 3, 4});
     auto tb = from_xtensor(b);
     CHECK(tb(1, 2, 3) == 23.0f);
 }

@@ -383,15 +383,15 @@ public:
         constexpr int N = int(sizeof...(I));
         static_assert(N >= Rank, "weft: expand cannot lower the rank; use select() or squeeze()");
         const index_t want[] = {index_t(extents)...};
+        constexpr int lead = N - Rank;  // new leading axes, broadcast with stride 0
         Shape<N> shape, strides;
-        for (int k = 0; k < N; ++k) {
-            const int src = k - (N - Rank);
-            if (src < 0) {
-                WEFT_CHECK(want[k] >= 0, "expand: new leading axis ", k, " needs an extent, got -1");
-                shape[k] = want[k];
-                strides[k] = 0;
-                continue;
-            }
+        for (int k = 0; k < lead; ++k) {
+            WEFT_CHECK(want[k] >= 0, "expand: new leading axis ", k, " needs an extent, got ", want[k]);
+            shape[k] = want[k];
+            strides[k] = 0;
+        }
+        for (int src = 0; src < Rank; ++src) {
+            const int k = src + lead;
             const index_t have = shape_[src];
             const index_t w = want[k] == -1 ? have : want[k];
             WEFT_CHECK(w == have || have == 1, "expand: shape ", shape_, " cannot expand to extent ", want[k],
