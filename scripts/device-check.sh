@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Builds and runs weft's CUDA tests and benchmarks on a GPU machine, in under 8 minutes.
+#
+#   scripts/device-check.sh
+#
+# Expects nvcc (PATH or /usr/local/cuda/bin), CMake, Ninja and python3, and the dependency folder
+# .deps/ made by scripts/fetch-device-deps.sh (Catch2, Eigen, xtensor, Google Benchmark, ...; when it
+# is absent, the system's packages are used). Steps, each under a time limit taken from one budget:
+#   1. configure build/device (Release, WEFT_CUDA=ON, sm_90, benchmarks on, examples off)
+#   2. build only test_cuda and weft-bench-cuda, on all cores
+#   3. run test_cuda (every CUDA kernel against the CPU executor)
+#   4. run weft-bench-cuda with JSON output
+# and always ends with one table (case, time, GB/s, ratio to cudaMemcpy) and a PASS/FAIL line per
+# step, whatever failed before. Logs and the benchmark JSON go to build/device/device-check/, and
+# are copied into $OUT when that variable names a folder. Exit status 0 only if every step passed.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+build="$root/build/device"
+logs="$build/device-check"
+mkdir -p "$logs"
+bench_json="$logs/bench-cuda.json"
+rm -f "$bench_json" "$logs"/*.log
+
+start=$SECONDS
+budget="${WEFT_DEVICE_CHECK_BUDGET:-470}"  # seconds for all steps; the summary needs a few more
+declare -A status=([configure]=SKIP [build]=SKIP [test]=SKIP [bench]=SKIP)
+
+log() { printf '[device-check %3ds] %s\n' "$((SECONDS - start))" "$*"; }
+
+# Seconds a step may take: at most $1, and never eating into the $2 seconds kept for later steps.
+allowance() {
+  local left=$((budget - (SECONDS - start) - $2))
+  ((left > $1)) && left=$1
+  ((left < 10)) && left=10
+  echo "$left"
+}
+
+summary() {
+  local rc=$?
+  set +e
+  echo
+  echo "==================== weft device check ===================="
+  if [[ -s $bench_json ]]; then
+    python3 - "$bench_json" <<'EOF' 2>&1 | tee "$logs/bench-table.txt"
+import json, sys
+try:
+    data = json.load(open(sys.argv[1]))
+except Exception as e:  # a benchmark run killed half-way leaves broken JSON
+    print(f"(benchmark JSON unreadable: {e})")
+    sys.exit(0)
+rows = {}
+for b in data.get("benchmarks", []):
+    if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+        continue
+    name = b.get("run_name", b["name"]).replace("/manual_time", "")
+    if b.get("error_occurred"):
+        rows[name] = None
+    elif "bytes_per_second" in b:
+        scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
+        rows[name] = (b["real_time"] * scale, b["bytes_per_second"] / 1e9)
+memcpy = next((v[1] for k, v in rows.items() if v and "memcpy" in k), None)
+print(f"{'case':<30} {'time (us)':>10} {'GB/s':>8} {'vs memcpy':>10}")
+for name, v in rows.items():
+    if v is None:
+        print(f"{name:<30} {'error':>10}")
+        continue
+    ratio = f"{v[1] / memcpy:.2f}" if memcpy else "-"
+    print(f"{name:<30} {v[0]:>10.1f} {v[1]:>8.0f} {ratio:>10}")
+print("(median of 3 repetitions; GB/s counts the bytes each case must move, see bench/cuda/elementwise.cu)")
+EOF
+  else
+    echo "(no benchmark results)"
+  fi
+  local overall=PASS
+  for step in configure build test bench; do
+    printf '  %-10s %s\n' "$step" "${status[$step]}"
+    [[ ${status[$step]} == PASS ]] || overall=FAIL
+  done
+  echo "  overall    $overall  ($((SECONDS - start)) s)"
+  echo "==========================================================="
+  if [[ -n ${OUT:-} ]]; then
+    mkdir -p "$OUT/device-check" && cp -r "$logs"/. "$OUT/device-check/" 2>/dev/null
+  fi
+  if [[ $overall != PASS && $rc -eq 0 ]]; then rc=1; fi
+  exit "$rc"
+}
+trap summary EXIT
+
+# ---- the machine ---------------------------------------------------------------------------------
+{
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 || true
+  else
+    echo "nvidia-smi: not found"
+  fi
+  echo "nproc: $(nproc)"
+} | tee "$logs/machine.log"
+nvcc="$(command -v nvcc || true)"
+[[ -n $nvcc ]] || nvcc=/usr/local/cuda/bin/nvcc
+"$nvcc" --version | tail -n 2 | tee -a "$logs/machine.log" || true
+cmake --version | head -n 1 | tee -a "$logs/machine.log"
+
+deps_args=()
+lib_path="${LD_LIBRARY_PATH:-}"
+if [[ -d $root/.deps/usr ]]; then
+  deps_args=("-DWEFT_DEPS_PREFIX=$root/.deps/usr")
+  lib_path="$root/.deps/usr/lib/x86_64-linux-gnu${lib_path:+:$lib_path}"
+else
+  log "no .deps/usr (scripts/fetch-device-deps.sh): using the system's packages"
+fi
+
+# ---- 1. configure ------------------------------------------------------------------------------
+log "configuring $build"
+status[configure]=FAIL
+if timeout "$(allowance 90 330)" cmake -S "$root" -B "$build" -G Ninja \
+    -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DCMAKE_CUDA_COMPILER="$nvcc" -DWEFT_BUILD_BENCH=ON -DWEFT_BUILD_TESTS=ON \
+    -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_NATIVE=ON "${deps_args[@]}" >"$logs/configure.log" 2>&1; then
+  status[configure]=PASS
+else
+  tail -n 30 "$logs/configure.log"
+  exit 1
+fi
+
+# ---- 2. build ------------------------------------------------------------------------------------
+log "building test_cuda and weft-bench-cuda with $(nproc) jobs"
+status[build]=FAIL
+if timeout "$(allowance 330 150)" cmake --build "$build" --target test_cuda weft-bench-cuda -j "$(nproc)" \
+    >"$logs/build.log" 2>&1; then
+  status[build]=PASS
+else
+  grep -E "error|Error" "$logs/build.log" | head -n 40 || tail -n 40 "$logs/build.log"
+  exit 1
+fi
+test_bin="$(find "$build" -name test_cuda -type f -perm -u+x | head -n 1)"
+bench_bin="$(find "$build" -name weft-bench-cuda -type f -perm -u+x | head -n 1)"
+
+# ---- 3. tests ------------------------------------------------------------------------------------
+log "running $test_bin"
+status[test]=FAIL
+if LD_LIBRARY_PATH="$lib_path" timeout "$(allowance 180 60)" "$test_bin" --durations yes \
+    >"$logs/test.log" 2>&1; then
+  status[test]=PASS
+fi
+# Durations, failures and Catch's totals: the full output is in test.log.
+grep -vE "^[0-9.]+ s: " "$logs/test.log" | tail -n 60 || true
+grep -E "^[0-9.]+ s: " "$logs/test.log" | sort -rn | head -n 5 | sed 's/^/  slowest: /' || true
+# Catch prints each failing test case's name between two rules of dashes.
+awk '/^-+$/ { if (getline name > 0 && getline rule > 0 && rule ~ /^-+$/) print "  FAILED: " name }' \
+  "$logs/test.log" | sort -u || true
+
+# ---- 4. benchmarks -------------------------------------------------------------------------------
+log "running $bench_bin"
+status[bench]=FAIL
+if LD_LIBRARY_PATH="$lib_path" timeout "$(allowance 100 5)" "$bench_bin" --benchmark_format=json \
+    --benchmark_min_time=0.2 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+    >"$bench_json" 2>"$logs/bench.log"; then
+  status[bench]=PASS
+  if grep -q '"error_occurred": true' "$bench_json"; then status[bench]=FAIL; fi
+fi
+tail -n 5 "$logs/bench.log" || true
+[[ ${status[test]} == PASS && ${status[bench]} == PASS ]]
