@@ -184,10 +184,10 @@ private:
         }
         if (err != cudaSuccess) {
             (void)cudaGetLastError();
-            WEFT_FAIL(err == cudaErrorMemoryAllocation ? "CUDA out of memory: " : "", "cudaMalloc of ", size, " bytes (", requested, " requested) on device ",
-                      device, " failed: ", cudaGetErrorName(err), " (", cudaGetErrorString(err),
-                      "); weft holds ", dev.stats.allocated_bytes, " bytes in tensors, ", dev.stats.reserved_bytes,
-                      " reserved");
+            WEFT_FAIL(err == cudaErrorMemoryAllocation ? "CUDA out of memory: " : "", "cudaMalloc of ", size,
+                      " bytes (", requested, " requested) on device ", device, " failed: ", cudaGetErrorName(err),
+                      " (", cudaGetErrorString(err), "); weft holds ", dev.stats.allocated_bytes,
+                      " bytes in tensors, ", dev.stats.reserved_bytes, " reserved");
         }
         ++dev.stats.num_cuda_malloc;
         dev.stats.reserved_bytes += size;

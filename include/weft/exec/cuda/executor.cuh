@@ -176,7 +176,8 @@ __device__ __forceinline__ Acc block_merge(const Op& op, Acc acc, Acc* smem, uns
         smem[ty * bx + tx] = acc;
         __syncthreads();
         for (unsigned s = 1; s < by; s *= 2) {
-            if (ty % (2 * s) == 0 && ty + s < by) smem[ty * bx + tx] = merge_ordered(op, smem[ty * bx + tx], smem[(ty + s) * bx + tx]);
+            if (ty % (2 * s) == 0 && ty + s < by)
+                smem[ty * bx + tx] = merge_ordered(op, smem[ty * bx + tx], smem[(ty + s) * bx + tx]);
             __syncthreads();
         }
         if (ty == 0) acc = smem[tx];
@@ -403,7 +404,8 @@ private:
         const index_t target = sms * 8;
         if (blocks_x < target) {
             const index_t min_chunk = index_t(by) * 16;
-            splits = std::min<index_t>({(target + blocks_x - 1) / blocks_x, (count + min_chunk - 1) / min_chunk, 65535});
+            splits = std::min<index_t>(
+                {(target + blocks_x - 1) / blocks_x, (count + min_chunk - 1) / min_chunk, index_t(65535)});
             splits = std::max<index_t>(splits, 1);
         }
         index_t chunk = (count + splits - 1) / splits;
