@@ -123,6 +123,18 @@ void BM_weft_copy(benchmark::State& state) {
     finish(state, kCopyBytes);
 }
 
+// A fresh result tensor every iteration, as `Tensor z = a * b + c;` in a training step: measures
+// what allocation adds (the host cache hands back the same block each time).
+void BM_weft_axpb_new_tensor(benchmark::State& state) {
+    WeftData d;
+    for (auto _ : state) {
+        weft::Tensor<float, 1> z = d.a * d.b + d.c;
+        benchmark::DoNotOptimize(z.data());
+        benchmark::ClobberMemory();
+    }
+    finish(state, kFusedBytes);
+}
+
 // ---- Eigen ---------------------------------------------------------------------------------------
 
 struct EigenData {
@@ -232,6 +244,7 @@ WEFT_ELEMENTWISE_BENCH(BM_weft_axpb, "fused_axpb/16M/weft");
 WEFT_ELEMENTWISE_BENCH(BM_eigen_axpb, "fused_axpb/16M/eigen");
 WEFT_ELEMENTWISE_BENCH(BM_xtensor_axpb, "fused_axpb/16M/xtensor");
 WEFT_ELEMENTWISE_BENCH(BM_weft_axpb_1thread, "fused_axpb/16M/weft_1thread");
+WEFT_ELEMENTWISE_BENCH(BM_weft_axpb_new_tensor, "fused_axpb/16M/weft_new_tensor");
 
 WEFT_ELEMENTWISE_BENCH(BM_weft_chain5, "chain5/16M/weft");
 WEFT_ELEMENTWISE_BENCH(BM_eigen_chain5, "chain5/16M/eigen");

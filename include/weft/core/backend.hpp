@@ -15,6 +15,7 @@
 #include "config.hpp"
 #include "device.hpp"
 #include "error.hpp"
+#include "host_cache.hpp"
 
 namespace weft {
 
@@ -27,18 +28,13 @@ struct Backend {
 
 template <>
 struct Backend<Cpu> {
-    // 64 bytes: one cache line and one AVX-512 register, so vector loops never split a line.
-    static constexpr std::size_t alignment = 64;
+    // Every block starts on a cache line (64 bytes), so vector loops never split one; large
+    // blocks come from the caching allocator (host_cache.hpp).
+    static constexpr std::size_t alignment = HostCache::small_alignment;
 
-    static void* allocate(std::size_t bytes) {
-        if (bytes == 0) return nullptr;
-        const std::size_t rounded = (bytes + alignment - 1) / alignment * alignment;
-        void* p = std::aligned_alloc(alignment, rounded);
-        if (!p) WEFT_FAIL("out of host memory allocating ", bytes, " bytes");
-        return p;
-    }
+    static void* allocate(std::size_t bytes) { return HostCache::instance().allocate(bytes); }
 
-    static void deallocate(void* p, std::size_t) noexcept { std::free(p); }
+    static void deallocate(void* p, std::size_t bytes) noexcept { HostCache::instance().deallocate(p, bytes); }
 
     static void copy(void* dst, const void* src, std::size_t bytes) {
         if (bytes) std::memcpy(dst, src, bytes);
