@@ -211,9 +211,10 @@ TEST_CASE("cuda: in-place and aliasing assignments", "[cuda]") {
     yg = yg * 2.0f + 1.0f;  // reads exactly the elements it writes: no temporary
     y = y * 2.0f + 1.0f;
     require_close(yg, y, kRtol, kAtol);
-    yg = yg.t();  // a transposed read of the destination: evaluated through a temporary
-    y = y.t();
+    yg = yg.t() + 0.0f;  // a transposed read of the destination: evaluated through a temporary
+    y = y.t() + 0.0f;
     require_identical(yg, y);
+    REQUIRE(yg.is_contiguous());  // written in place, not rebound to a transposed view
     yg.slice(0, 0, 2) = 0.0f;
     y.slice(0, 0, 2) = 0.0f;
     require_identical(yg, y);
