@@ -29,12 +29,23 @@ declare -A status=([configure]=SKIP [build]=SKIP [test]=SKIP [bench]=SKIP)
 
 log() { printf '[device-check %3ds] %s\n' "$((SECONDS - start))" "$*"; }
 
-# Seconds a step may take: at most $1, and never eating into the $2 seconds kept for later steps.
+# Seconds a step may take: at most $1, and never eating into the $2 seconds kept for later steps
+# (both scaled when WEFT_DEVICE_CHECK_BUDGET changes the 470-second budget, e.g. on a slow machine).
 allowance() {
-  local left=$((budget - (SECONDS - start) - $2))
-  ((left > $1)) && left=$1
+  local cap=$(($1 * budget / 470)) keep=$(($2 * budget / 470))
+  local left=$((budget - (SECONDS - start) - keep))
+  ((left > cap)) && left=$cap
   ((left < 10)) && left=10
   echo "$left"
+}
+
+# Runs a step under `timeout`, saying so when the limit killed it.
+limited() {
+  local limit=$1 rc=0
+  shift
+  timeout "$limit" "$@" || rc=$?
+  if ((rc == 124)); then log "timed out after $limit s: $*"; fi
+  return "$rc"
 }
 
 summary() {
@@ -114,7 +125,7 @@ fi
 # ---- 1. configure ------------------------------------------------------------------------------
 log "configuring $build"
 status[configure]=FAIL
-if timeout "$(allowance 90 330)" cmake -S "$root" -B "$build" -G Ninja \
+if limited "$(allowance 90 330)" cmake -S "$root" -B "$build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_CUDA_COMPILER="$nvcc" -DWEFT_BUILD_BENCH=ON -DWEFT_BUILD_TESTS=ON \
     -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_NATIVE=ON "${deps_args[@]}" >"$logs/configure.log" 2>&1; then
@@ -127,11 +138,11 @@ fi
 # ---- 2. build ------------------------------------------------------------------------------------
 log "building test_cuda and weft-bench-cuda with $(nproc) jobs"
 status[build]=FAIL
-if timeout "$(allowance 330 150)" cmake --build "$build" --target test_cuda weft-bench-cuda -j "$(nproc)" \
+if limited "$(allowance 330 150)" cmake --build "$build" --target test_cuda weft-bench-cuda -j "$(nproc)" \
     >"$logs/build.log" 2>&1; then
   status[build]=PASS
 else
-  grep -E "error|Error" "$logs/build.log" | head -n 40 || tail -n 40 "$logs/build.log"
+  grep -E "error|Error" "$logs/build.log" | head -n 40 || tail -n 20 "$logs/build.log"
   exit 1
 fi
 test_bin="$(find "$build" -name test_cuda -type f -perm -u+x | head -n 1)"
@@ -140,7 +151,7 @@ bench_bin="$(find "$build" -name weft-bench-cuda -type f -perm -u+x | head -n 1)
 # ---- 3. tests ------------------------------------------------------------------------------------
 log "running $test_bin"
 status[test]=FAIL
-if LD_LIBRARY_PATH="$lib_path" timeout "$(allowance 180 60)" "$test_bin" --durations yes \
+if LD_LIBRARY_PATH="$lib_path" limited "$(allowance 180 60)" "$test_bin" --durations yes \
     >"$logs/test.log" 2>&1; then
   status[test]=PASS
 fi
@@ -154,7 +165,7 @@ awk '/^-+$/ { if (getline name > 0 && getline rule > 0 && rule ~ /^-+$/) print "
 # ---- 4. benchmarks -------------------------------------------------------------------------------
 log "running $bench_bin"
 status[bench]=FAIL
-if LD_LIBRARY_PATH="$lib_path" timeout "$(allowance 100 5)" "$bench_bin" --benchmark_format=json \
+if LD_LIBRARY_PATH="$lib_path" limited "$(allowance 100 5)" "$bench_bin" --benchmark_format=json \
     --benchmark_min_time=0.2 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
     >"$bench_json" 2>"$logs/bench.log"; then
   status[bench]=PASS
