@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -761,6 +762,22 @@ TEST_CASE("safetensors: docs example", "[io][docs]") {
     CHECK(step == "1000");
     CHECK(info.dtype == DType::f32);
     CHECK(info.shape == std::vector<index_t>{4, 3});
+
+    // docs/io.md shows exactly the lines between the snippet markers above.
+    const fs::path root = WEFT_SOURCE_DIR;
+    const std::string source = read_bytes(root / "tests/io/safetensors_test.cpp");
+    const std::string open_mark = std::string("// [snippet:") + "safetensors]\n";
+    const std::string close_mark = std::string("// [/") + "snippet]";
+    const auto begin = source.find(open_mark);
+    REQUIRE(begin != std::string::npos);
+    const auto close = source.find(close_mark, begin);
+    REQUIRE(close != std::string::npos);
+    const auto end = source.rfind('\n', close) + 1;  // the start of the closing marker's line
+    std::string shown;
+    std::istringstream lines(source.substr(begin + open_mark.size(), end - begin - open_mark.size()));
+    for (std::string line; std::getline(lines, line);)
+        shown += (line.size() > 4 ? line.substr(4) : std::string()) + "\n";
+    CHECK_THAT(read_bytes(root / "docs/io.md"), Contains("```cpp\n" + shown + "```"));
 }
 
 // Random damage to a valid file: every variant must open (and read) cleanly or throw
