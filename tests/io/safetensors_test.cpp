@@ -264,7 +264,8 @@ TEST_CASE("safetensors: large tensors and many small ones", "[io]") {
     const auto f = SafetensorsFile::open(p);
     CHECK(f.size() == 301);
     CHECK(same_bits(f.get<float, 2>("big"), big));
-    for (int i = 0; i < 300; ++i) CHECK(same_bits(f.get<std::int32_t, 1>("small." + std::to_string(i)), small[std::size_t(i)]));
+    for (int i = 0; i < 300; ++i)
+        CHECK(same_bits(f.get<std::int32_t, 1>("small." + std::to_string(i)), small[std::size_t(i)]));
 }
 
 // ---- the format, byte for byte -----------------------------------------------------------------
@@ -273,7 +274,8 @@ TEST_CASE("safetensors: the reference implementation's test vectors, written and
     TempDir dir;
     const fs::path p = dir / "ref.safetensors";
     const std::string floats_0_to_5 =  // 0.0f .. 5.0f, little-endian
-        bytes({0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40, 0, 0, 0x80, 0x40, 0, 0, 0xa0, 0x40});
+        bytes({0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0, 0x40,           // 0, 1, 2
+               0, 0, 0x40, 0x40, 0, 0, 0x80, 0x40, 0, 0, 0xa0, 0x40});  // 3, 4, 5
     const auto values = Tensor<float, 1>::arange(6);
 
     SECTION("no tensors: '{}' padded with six spaces") {
@@ -299,7 +301,8 @@ TEST_CASE("safetensors: the reference implementation's test vectors, written and
         save_safetensors(p, {{"attn0", values.reshape(1, 1, 2, 3)}});
         const std::string expected =
             bytes({72, 0, 0, 0, 0, 0, 0, 0}) +
-            "{\"attn0\":{\"dtype\":\"F32\",\"shape\":[1,1,2,3],\"data_offsets\":[0,24]}}       " + floats_0_to_5;
+            "{\"attn0\":{\"dtype\":\"F32\",\"shape\":[1,1,2,3],\"data_offsets\":[0,24]}}       " +
+            floats_0_to_5;
         CHECK(read_bytes(p) == expected);
         CHECK(same_bits(SafetensorsFile::open(p).get<float, 4>("attn0"), values.reshape(1, 1, 2, 3)));
     }
@@ -318,8 +321,9 @@ TEST_CASE("safetensors: a file of every dtype matches hand-computed bytes", "[io
     const auto u = Tensor<std::uint8_t, 1>::from({7, 255});
     const auto w = Tensor<float, 2>::from({{0.5f}, {2.0f}});
     const auto x = Tensor<double, 2>::zeros({0, 2});
-    save_safetensors(p, {{"b", b}, {"h", h}, {"ids", ids}, {"mask", mask}, {"n", n}, {"u", u}, {"w", w}, {"x", x}},
-                     {{"note", "a\"b!"}, {"epoch", "3"}});
+    save_safetensors(
+        p, {{"b", b}, {"h", h}, {"ids", ids}, {"mask", mask}, {"n", n}, {"u", u}, {"w", w}, {"x", x}},
+        {{"note", "a\"b!"}, {"epoch", "3"}});
 
     const std::string header =  // 489 bytes, padded with 7 spaces to 496 = 0x1f0
         "{\"__metadata__\":{\"epoch\":\"3\",\"note\":\"a\\\"b!\"},"
@@ -359,11 +363,12 @@ TEST_CASE("safetensors: reads headers other writers produce", "[io]") {
     TempDir dir;
     const std::string four = bytes({0, 0, 0x80, 0x3f});  // 1.0f
     SECTION("whitespace, any key order, tensors listed out of offset order, escapes in names") {
-        const auto p = raw_file(dir,
-                                "{ \"b\" : { \"data_offsets\" : [4, 8], \"shape\" : [ 1 ], \"dtype\" : \"F32\" } ,\n"
-                                "  \"\\u0061\\/x\": {\"shape\": [], \"dtype\": \"F32\", \"data_offsets\": [0, 4]},\n"
-                                "  \"__metadata__\": {\"k\": \"\\ud83d\\ude00\"} }\t\r\n",
-                                four + four);
+        const auto p =
+            raw_file(dir,
+                     "{ \"b\" : { \"data_offsets\" : [4, 8], \"shape\" : [ 1 ], \"dtype\" : \"F32\" } ,\n"
+                     "  \"\\u0061\\/x\": {\"shape\": [], \"dtype\": \"F32\", \"data_offsets\": [0, 4]},\n"
+                     "  \"__metadata__\": {\"k\": \"\\ud83d\\ude00\"} }\t\r\n",
+                     four + four);
         const auto f = SafetensorsFile::open(p);
         CHECK(f.names() == std::vector<std::string>{"a/x", "b"});
         CHECK(f.get<float, 0>("a/x").item() == 1.0f);
@@ -379,8 +384,9 @@ TEST_CASE("safetensors: reads headers other writers produce", "[io]") {
         CHECK(f.info("q").dtype_code == "I8");
         CHECK(!f.info("q").dtype.has_value());
         CHECK(f.get<float, 0>("s").item() == 1.0f);
-        REQUIRE_THROWS_WITH((f.get<std::uint8_t, 1>("q")),
-                            Contains(p.string()) && Contains("tensor 'q' has dtype I8, which weft has no element type"));
+        REQUIRE_THROWS_WITH(
+            (f.get<std::uint8_t, 1>("q")),
+            Contains(p.string()) && Contains("tensor 'q' has dtype I8, which weft has no element type"));
     }
     SECTION("empty tensors may sit anywhere in the tiling") {
         const auto p = raw_file(dir,
@@ -404,24 +410,29 @@ TEST_CASE("safetensors: truncated and mis-sized files are refused", "[io]") {
                                                           Contains("No such file"));
     }
     SECTION("a directory") {
-        REQUIRE_THROWS_WITH(SafetensorsFile::open(dir.path), Contains(dir.path.string()) && Contains("not a regular file"));
+        REQUIRE_THROWS_WITH(SafetensorsFile::open(dir.path),
+                            Contains(dir.path.string()) && Contains("not a regular file"));
     }
     SECTION("shorter than the length field") {
         const auto p = dir / "short.safetensors";
         write_bytes(p, std::string_view("\x05\x00\x00", 3));
-        REQUIRE_THROWS_WITH(SafetensorsFile::open(p), Contains(p.string()) && Contains("the file is 3 bytes, too short"));
+        REQUIRE_THROWS_WITH(SafetensorsFile::open(p),
+                            Contains(p.string()) && Contains("the file is 3 bytes, too short"));
     }
     SECTION("header length past the end of the file") {
         const auto p = dir / "past.safetensors";
         write_bytes(p, le64(20) + "{}");
-        REQUIRE_THROWS_WITH(SafetensorsFile::open(p),
-                            Contains(p.string()) && Contains("header length 20 runs past the end of the file (10 bytes"));
+        REQUIRE_THROWS_WITH(
+            SafetensorsFile::open(p),
+            Contains(p.string()) && Contains("header length 20 runs past the end of the file (10 bytes"));
     }
     SECTION("a length near 2^64 neither overflows nor allocates") {
         const auto p = dir / "huge.safetensors";
         write_bytes(p, le64(~std::uint64_t(0)) + "{}");
-        REQUIRE_THROWS_WITH(SafetensorsFile::open(p),
-                            Contains(p.string()) && Contains("header length 18446744073709551615 exceeds the 100000000-byte limit"));
+        REQUIRE_THROWS_WITH(
+            SafetensorsFile::open(p),
+            Contains(p.string()) &&
+                Contains("header length 18446744073709551615 exceeds the 100000000-byte limit"));
         write_bytes(p, le64(~std::uint64_t(0) - 7) + "{}");
         REQUIRE_THROWS_WITH(SafetensorsFile::open(p), Contains("exceeds the 100000000-byte limit"));
     }
@@ -437,7 +448,8 @@ TEST_CASE("safetensors: truncated and mis-sized files are refused", "[io]") {
         const auto p = dir / "cut-header.safetensors";
         save_safetensors(p, {{"w", make<float, 1>({4})}});
         fs::resize_file(p, 30);
-        REQUIRE_THROWS_WITH(SafetensorsFile::open(p), Contains(p.string()) && Contains("runs past the end of the file"));
+        REQUIRE_THROWS_WITH(SafetensorsFile::open(p),
+                            Contains(p.string()) && Contains("runs past the end of the file"));
     }
     SECTION("a file truncated after open: get() says so and names the tensor") {
         const auto p = dir / "shrinks.safetensors";
@@ -467,7 +479,9 @@ TEST_CASE("safetensors: malformed JSON headers are refused with the byte offset"
     };
     refuse("[1, 2, 3]", "the header does not start with '{'");
     refuse(" {}", "the header does not start with '{'");
-    refuse("{ ", "JSON syntax error at byte 2 of the header: expected a string key in an object, found end of header");
+    refuse(
+        "{ ",
+        "JSON syntax error at byte 2 of the header: expected a string key in an object, found end of header");
     refuse("{", "a header of 1 bytes cannot hold a JSON object");
     refuse("{\"a\"}", "JSON syntax error at byte 4 of the header: expected ':'");
     refuse("{\"a\":{\"dtype\":\"F32\",}}", "expected a string key in an object, found character '}'");
@@ -506,35 +520,48 @@ TEST_CASE("safetensors: malformed tensor entries are refused naming the tensor",
            "duplicate key 'w' at byte");
     refuse("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F64\",\"shape\":[0],\"data_offsets\":[0,0]}}",
            "duplicate key 'dtype' in the entry of 'w'");
-    refuse("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", "duplicate key 'k' in the entry of '__metadata__'");
+    refuse("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}",
+           "duplicate key 'k' in the entry of '__metadata__'");
 
     refuse("{\"w\":[1]}", "tensor 'w': its entry is an array, not an object");
-    refuse("{\"w\":{\"dtype\":\"F33\",\"shape\":[0],\"data_offsets\":[0,0]}}", "tensor 'w': unknown dtype 'F33'");
-    refuse("{\"w\":{\"dtype\":\"f32\",\"shape\":[0],\"data_offsets\":[0,0]}}", "tensor 'w': unknown dtype 'f32'");
+    refuse("{\"w\":{\"dtype\":\"F33\",\"shape\":[0],\"data_offsets\":[0,0]}}",
+           "tensor 'w': unknown dtype 'F33'");
+    refuse("{\"w\":{\"dtype\":\"f32\",\"shape\":[0],\"data_offsets\":[0,0]}}",
+           "tensor 'w': unknown dtype 'f32'");
     refuse("{\"w\":{\"dtype\":4,\"shape\":[0],\"data_offsets\":[0,0]}}", "tensor 'w': \"dtype\" is a number");
     refuse("{\"w\":{\"shape\":[0],\"data_offsets\":[0,0]}}", "tensor 'w': missing \"dtype\"");
     refuse("{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,0]}}", "tensor 'w': missing \"shape\"");
     refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0]}}", "tensor 'w': missing \"data_offsets\"");
-    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"offsets\":[0,0]}}", "tensor 'w': unknown field 'offsets'");
-    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":3,\"data_offsets\":[0,0]}}", "tensor 'w': \"shape\" is a number");
-    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", "tensor 'w': shape entry -1 is not an extent");
-    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,0]}}", "tensor 'w': shape entry 1.5 is not");
-    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[1e2],\"data_offsets\":[0,0]}}", "tensor 'w': shape entry 1e2 is not");
-    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,0]}}", "tensor 'w': shape entry a string");
+    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"offsets\":[0,0]}}",
+           "tensor 'w': unknown field 'offsets'");
+    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":3,\"data_offsets\":[0,0]}}",
+           "tensor 'w': \"shape\" is a number");
+    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}",
+           "tensor 'w': shape entry -1 is not an extent");
+    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,0]}}",
+           "tensor 'w': shape entry 1.5 is not");
+    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[1e2],\"data_offsets\":[0,0]}}",
+           "tensor 'w': shape entry 1e2 is not");
+    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,0]}}",
+           "tensor 'w': shape entry a string");
     refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[9223372036854775808],\"data_offsets\":[0,0]}}",
            "tensor 'w': shape entry 9223372036854775808 is not an extent");
     refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0]}}",
            "tensor 'w': \"data_offsets\" must be an array [begin, end]");
-    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0,0]}}", "\"data_offsets\" must be an array");
+    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0,0]}}",
+           "\"data_offsets\" must be an array");
     refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,-4]}}",
            "tensor 'w': data_offsets entry -4 is not a byte offset");
     refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,18446744073709551616]}}",
            "tensor 'w': data_offsets entry 18446744073709551616 is not a byte offset");
-    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", "tensor 'w': data_offsets [8, 4] end before");
+    refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}",
+           "tensor 'w': data_offsets [8, 4] end before");
     refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}",
-           "tensor 'w': data_offsets [0, 20] span 20 bytes, but dtype F32 and shape [2, 3] need 24", six_floats);
+           "tensor 'w': data_offsets [0, 20] span 20 bytes, but dtype F32 and shape [2, 3] need 24",
+           six_floats);
     refuse("{\"w\":{\"dtype\":\"F64\",\"shape\":[2,3],\"data_offsets\":[0,24]}}",
-           "tensor 'w': data_offsets [0, 24] span 24 bytes, but dtype F64 and shape [2, 3] need 48", six_floats);
+           "tensor 'w': data_offsets [0, 24] span 24 bytes, but dtype F64 and shape [2, 3] need 48",
+           six_floats);
     // Offsets near 2^64 must not wrap around into the file.
     refuse("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],"
            "\"data_offsets\":[18446744073709551615,18446744073709551615]}}",
@@ -565,9 +592,11 @@ TEST_CASE("safetensors: overlapping and gapped tensors are refused naming both",
     refuse("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
            "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
            std::string(8, '\0'), "tensors 'a' [0, 8) and 'b' [0, 8) overlap");
-    refuse("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-           "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
-           twelve, "bytes [4, 8) of the data buffer belong to no tensor (a gap after tensor 'a', before tensor 'b')");
+    refuse(
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+        twelve,
+        "bytes [4, 8) of the data buffer belong to no tensor (a gap after tensor 'a', before tensor 'b')");
     refuse("{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", twelve,
            "bytes [0, 8) of the data buffer belong to no tensor (a gap at the start, before tensor 'b')");
     // An empty tensor inside another's bytes is no overlap in bytes, but breaks the tiling.
@@ -585,21 +614,26 @@ TEST_CASE("safetensors: get refuses the wrong dtype, rank, shape or key and says
     REQUIRE_THROWS_WITH(f.info("nope"), Contains(p.string()) && Contains("no tensor 'nope'") &&
                                             Contains("the file holds 2 tensors: 'b', 'w'"));
     REQUIRE_THROWS_WITH((f.get<float, 2>("nope")), Contains(p.string()) && Contains("no tensor 'nope'"));
-    REQUIRE_THROWS_WITH((f.get<double, 2>("w")),
-                        Contains(p.string()) &&
-                            Contains("tensor 'w' is F32 (float32) with shape [2, 3], but get<float64, 2> asks for float64"));
-    REQUIRE_THROWS_WITH((f.get<float, 3>("w")),
-                        Contains(p.string()) && Contains("tensor 'w' has shape [2, 3] (rank 2), but get<float32, 3> asks for rank 3"));
+    REQUIRE_THROWS_WITH(
+        (f.get<double, 2>("w")),
+        Contains(p.string()) &&
+            Contains("tensor 'w' is F32 (float32) with shape [2, 3], but get<float64, 2> asks for float64"));
+    REQUIRE_THROWS_WITH(
+        (f.get<float, 3>("w")),
+        Contains(p.string()) &&
+            Contains("tensor 'w' has shape [2, 3] (rank 2), but get<float32, 3> asks for rank 3"));
 
     auto wrong = Tensor<float, 2>::full({3, 2}, 9.0f);
     REQUIRE_THROWS_WITH(f.get_into("w", wrong),
-                        Contains(p.string()) && Contains("tensor 'w' has shape [2, 3], but the destination has shape [3, 2]"));
+                        Contains(p.string()) &&
+                            Contains("tensor 'w' has shape [2, 3], but the destination has shape [3, 2]"));
     CHECK(wrong(2, 1) == 9.0f);
     auto wrong_type = Tensor<half, 2>::zeros({2, 3});
     REQUIRE_THROWS_WITH(f.get_into("w", wrong_type), Contains("tensor 'w' is F32 (float32)") &&
                                                          Contains("get_into asks for float16"));
     Tensor<float, 1> undefined;
-    REQUIRE_THROWS_WITH(f.get_into("b", undefined), Contains("get_into(\"b\"): the destination tensor is undefined"));
+    REQUIRE_THROWS_WITH(f.get_into("b", undefined),
+                        Contains("get_into(\"b\"): the destination tensor is undefined"));
 }
 
 TEST_CASE("safetensors: a BOOL tensor holding a byte other than 0 or 1 is refused", "[io]") {
@@ -607,8 +641,8 @@ TEST_CASE("safetensors: a BOOL tensor holding a byte other than 0 or 1 is refuse
     const auto p = raw_file(dir, "{\"mask\":{\"dtype\":\"BOOL\",\"shape\":[3],\"data_offsets\":[0,3]}}",
                             bytes({1, 2, 0}));
     const auto f = SafetensorsFile::open(p);
-    REQUIRE_THROWS_WITH((f.get<bool, 1>("mask")), Contains(p.string()) &&
-                                                      Contains("BOOL tensor 'mask' holds byte 2 at element 1"));
+    REQUIRE_THROWS_WITH((f.get<bool, 1>("mask")),
+                        Contains(p.string()) && Contains("BOOL tensor 'mask' holds byte 2 at element 1"));
 }
 
 // ---- writing: validation and atomicity ---------------------------------------------------------
@@ -621,18 +655,21 @@ TEST_CASE("safetensors: save refuses bad entries and writes nothing", "[io]") {
                         Contains(p.string()) && Contains("duplicate tensor 'a'"));
     REQUIRE_THROWS_WITH(save_safetensors(p, {{"__metadata__", a}}),
                         Contains(p.string()) && Contains("tensor '__metadata__': the name is reserved"));
-    REQUIRE_THROWS_WITH(save_safetensors(p, {{"bad\xff", a}}), Contains(p.string()) && Contains("not valid UTF-8"));
+    REQUIRE_THROWS_WITH(save_safetensors(p, {{"bad\xff", a}}),
+                        Contains(p.string()) && Contains("not valid UTF-8"));
     REQUIRE_THROWS_WITH(save_safetensors(p, {}, {{"k", "\xc3"}}),
                         Contains(p.string()) && Contains("metadata key 'k' or its value is not valid UTF-8"));
     const float raw[3] = {1, 2, 3};
     REQUIRE_THROWS_WITH(save_safetensors(p, {TensorRef("raw", DType::f32, {2, 2}, raw, sizeof raw)}),
-                        Contains(p.string()) && Contains("tensor 'raw': 12 bytes given, but shape [2, 2] of float32 needs 16"));
+                        Contains(p.string()) &&
+                            Contains("tensor 'raw': 12 bytes given, but shape [2, 2] of float32 needs 16"));
     REQUIRE_THROWS_WITH(save_safetensors(p, {TensorRef("neg", DType::f32, {-1, 2}, raw, 0)}),
                         Contains("tensor 'neg': negative extent in shape [-1, 2]"));
     REQUIRE_THROWS_WITH(save_safetensors(p, {TensorRef("big", DType::f64, {index_t(1) << 62, 8}, raw, 0)}),
                         Contains("tensor 'big': 0 bytes given") && Contains("needs more than 2^64"));
     Tensor<float, 2> undefined;
-    REQUIRE_THROWS_WITH(save_safetensors(p, {{"u", undefined}}), Contains(p.string()) && Contains("tensor 'u' is undefined"));
+    REQUIRE_THROWS_WITH(save_safetensors(p, {{"u", undefined}}),
+                        Contains(p.string()) && Contains("tensor 'u' is undefined"));
     CHECK(!fs::exists(p));
     CHECK(!fs::exists(dir / "out.safetensors.tmp"));
 
@@ -689,7 +726,8 @@ TEST_CASE("safetensors: a failed save leaves the previous file intact", "[io]") 
         if (::geteuid() == 0) {
             WARN("running as root: permissions do not stop writes, skipping");
         } else {
-            fs::permissions(dir.path, fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,
+            fs::permissions(dir.path,
+                            fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,
                             fs::perm_options::remove);
             REQUIRE_THROWS_WITH(save_safetensors(p, {{"w", new_w}}),
                                 Contains(p.string()) && Contains("Permission denied"));
@@ -702,7 +740,8 @@ TEST_CASE("safetensors: a failed save leaves the previous file intact", "[io]") 
         fs::path dtmp = d;
         dtmp += ".tmp";
         REQUIRE_THROWS_WITH(save_safetensors(d, {{"w", new_w}}),
-                            Contains(d.string()) && Contains("renaming") && Contains("previous file at the path is unchanged"));
+                            Contains(d.string()) && Contains("renaming") &&
+                                Contains("previous file at the path is unchanged"));
         CHECK(!fs::exists(dtmp));
         CHECK(fs::is_directory(d));
     }
@@ -786,8 +825,11 @@ TEST_CASE("safetensors: randomly damaged files fail cleanly", "[io]") {
     TempDir dir;
     const fs::path good = dir / "good.safetensors";
     save_safetensors(good,
-                     {{"w", make<float, 2>({3, 4})}, {"ids", make<std::int64_t, 1>({5})},
-                      {"mask", make<bool, 1>({6})}, {"h", make<half, 3>({1, 2, 2})}, {"s", make<double, 0>({})}},
+                     {{"w", make<float, 2>({3, 4})},
+                      {"ids", make<std::int64_t, 1>({5})},
+                      {"mask", make<bool, 1>({6})},
+                      {"h", make<half, 3>({1, 2, 2})},
+                      {"s", make<double, 0>({})}},
                      {{"step", "7"}});
     const std::string original = read_bytes(good);
     const fs::path p = dir / "damaged.safetensors";
@@ -803,7 +845,9 @@ TEST_CASE("safetensors: randomly damaged files fail cleanly", "[io]") {
         std::string damaged = original;
         switch (next() % 4) {
             case 0: damaged.resize(std::size_t(next() % original.size())); break;  // truncate
-            case 1: damaged[std::size_t(next() % damaged.size())] ^= char(1 << (next() % 8)); break;  // flip a bit
+            case 1:
+                damaged[std::size_t(next() % damaged.size())] ^= char(1 << (next() % 8));
+                break;                                                       // flip a bit
             case 2: damaged[std::size_t(next() % 8)] = char(next()); break;  // the length field
             default: {  // a byte of the header replaced by a JSON-significant character
                 constexpr std::string_view significant = "{}[]\",:0-9e. \\";

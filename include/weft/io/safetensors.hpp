@@ -254,7 +254,8 @@ public:
     void get_into(std::string_view name, const Tensor<T, Rank, Cpu>& dst) const {
         const SafetensorsInfo& e = info(name);
         check_type<T, Rank>(e, "get_into");
-        WEFT_CHECK(dst.defined(), where(), ": get_into(\"", e.name, "\"): the destination tensor is undefined");
+        WEFT_CHECK(dst.defined(), where(), ": get_into(\"", e.name,
+                   "\"): the destination tensor is undefined");
         const Shape<Rank> shape = Shape<Rank>::from_array(e.shape);
         WEFT_CHECK(shape == dst.shape(), where(), ": tensor '", e.name, "' has shape ", shape,
                    ", but the destination has shape ", dst.shape());
@@ -303,7 +304,8 @@ private:
         if (detail::safetensors::pread_all(fd_->fd, dst, n, offset)) return;
         const int err = errno;
         if (err == 0)
-            WEFT_FAIL(where(), ": the file ended while reading ", what, " (it was truncated, or changed since open)");
+            WEFT_FAIL(where(), ": the file ended while reading ", what,
+                      " (it was truncated, or changed since open)");
         WEFT_FAIL(where(), ": cannot read ", what, ": ", detail::safetensors::errno_str(err));
     }
 
@@ -332,8 +334,8 @@ private:
                 WEFT_CHECK(value.kind == Kind::object, where, ": \"__metadata__\" is ", value.kind_name(),
                            ", not an object of strings");
                 for (const auto& [mk, mv] : value.members) {
-                    WEFT_CHECK(mv.kind == Kind::string, where, ": metadata key '", mk, "' has ", mv.kind_name(),
-                               " as its value; safetensors metadata values are strings");
+                    WEFT_CHECK(mv.kind == Kind::string, where, ": metadata key '", mk, "' has ",
+                               mv.kind_name(), " as its value; safetensors metadata values are strings");
                     metadata_.emplace(mk, mv.text);
                 }
                 continue;
@@ -356,7 +358,8 @@ private:
             SafetensorsInfo info;
             info.name = key;
 
-            WEFT_CHECK(dtype->kind == Kind::string, tensor, ": \"dtype\" is ", dtype->kind_name(), ", not a string");
+            WEFT_CHECK(dtype->kind == Kind::string, tensor, ": \"dtype\" is ", dtype->kind_name(),
+                       ", not a string");
             const st::DTypeCode* code = st::find_code(dtype->text);
             if (!code) {
                 std::ostringstream known;
@@ -368,14 +371,16 @@ private:
 
             // Extents: plain integers; the product (and that times the element size) must not
             // overflow, and the product of the non-zero extents must fit index_t so that strides do.
-            WEFT_CHECK(shape->kind == Kind::array, tensor, ": \"shape\" is ", shape->kind_name(), ", not an array");
+            WEFT_CHECK(shape->kind == Kind::array, tensor, ": \"shape\" is ", shape->kind_name(),
+                       ", not an array");
             std::uint64_t numel = 1, nonzero = 1;
             bool overflow = false;
             for (const json::Value& x : shape->items) {
                 std::uint64_t extent = 0;
-                WEFT_CHECK(json::to_u64(x, extent) && extent <= std::uint64_t(std::numeric_limits<index_t>::max()),
-                           tensor, ": shape entry ", x.kind == Kind::number ? x.text : x.kind_name(),
-                           " is not an extent (a non-negative integer below 2^63)");
+                WEFT_CHECK(
+                    json::to_u64(x, extent) && extent <= std::uint64_t(std::numeric_limits<index_t>::max()),
+                    tensor, ": shape entry ", x.kind == Kind::number ? x.text : x.kind_name(),
+                    " is not an extent (a non-negative integer below 2^63)");
                 info.shape.push_back(index_t(extent));
                 if (extent != 0)
                     overflow |= __builtin_mul_overflow(nonzero, extent, &nonzero) ||
@@ -398,11 +403,12 @@ private:
             }
             WEFT_CHECK(info.begin <= info.end, tensor, ": data_offsets [", info.begin, ", ", info.end,
                        "] end before they begin");
-            WEFT_CHECK(info.end - info.begin == nbytes, tensor, ": data_offsets [", info.begin, ", ", info.end,
-                       "] span ", info.end - info.begin, " bytes, but dtype ", info.dtype_code, " and shape ",
-                       info.shape_str(), " need ", nbytes);
+            WEFT_CHECK(info.end - info.begin == nbytes, tensor, ": data_offsets [", info.begin, ", ",
+                       info.end, "] span ", info.end - info.begin, " bytes, but dtype ", info.dtype_code,
+                       " and shape ", info.shape_str(), " need ", nbytes);
             WEFT_CHECK(info.end <= data_size_, tensor, ": data_offsets [", info.begin, ", ", info.end,
-                       "] run past the end of the data buffer, which holds ", data_size_, " bytes: truncated file");
+                       "] run past the end of the data buffer, which holds ", data_size_,
+                       " bytes: truncated file");
 
             auto [it, inserted] = entries_.emplace(key, std::move(info));
             WEFT_CHECK(inserted, where, ": duplicate tensor '", key, "'");  // the parser catches these first
@@ -420,12 +426,13 @@ private:
         const SafetensorsInfo* prev = nullptr;
         for (const SafetensorsInfo* e : order) {
             if (e->begin < covered)
-                WEFT_FAIL(where, ": tensors '", prev->name, "' [", prev->begin, ", ", prev->end, ") and '", e->name,
-                          "' [", e->begin, ", ", e->end, ") overlap in the data buffer");
+                WEFT_FAIL(where, ": tensors '", prev->name, "' [", prev->begin, ", ", prev->end, ") and '",
+                          e->name, "' [", e->begin, ", ", e->end, ") overlap in the data buffer");
             if (e->begin > covered)
-                WEFT_FAIL(where, ": bytes [", covered, ", ", e->begin, ") of the data buffer belong to no tensor (a gap ",
-                          prev ? "after tensor '" + prev->name + "'" : std::string("at the start"), ", before tensor '",
-                          e->name, "')");
+                WEFT_FAIL(where, ": bytes [", covered, ", ", e->begin,
+                          ") of the data buffer belong to no tensor (a gap ",
+                          prev ? "after tensor '" + prev->name + "'" : std::string("at the start"),
+                          ", before tensor '", e->name, "')");
             covered = e->end;
             prev = e;
         }
@@ -602,7 +609,8 @@ inline void save_safetensors(const std::filesystem::path& path, const std::vecto
     header += '}';
     header.append((8 - header.size() % 8) % 8, ' ');
     unsigned char len_bytes[8];
-    for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(std::uint64_t(header.size()) >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+        len_bytes[i] = static_cast<unsigned char>(std::uint64_t(header.size()) >> (8 * i));
 
     std::filesystem::path tmp = path;
     tmp += ".tmp";

@@ -24,7 +24,9 @@ namespace weft::detail::json {
 // Length of the well-formed UTF-8 sequence starting at s[at] (RFC 3629: no overlong forms, no
 // surrogates, nothing above U+10FFFF), or 0 if there is none.
 inline std::size_t utf8_sequence_length(std::string_view s, std::size_t at) {
-    auto byte = [&](std::size_t i) -> unsigned { return i < s.size() ? static_cast<unsigned char>(s[i]) : 0u; };
+    auto byte = [&](std::size_t i) -> unsigned {
+        return i < s.size() ? static_cast<unsigned char>(s[i]) : 0u;
+    };
     auto cont = [&](std::size_t i, unsigned lo = 0x80, unsigned hi = 0xbf) {
         return i < s.size() && byte(i) >= lo && byte(i) <= hi;
     };
@@ -302,7 +304,8 @@ private:
         std::set<std::string, std::less<>> seen;
         for (;;) {
             skip_ws();
-            if (p_ >= in_.size() || in_[p_] != '"') fail("expected a string key in an object, found ", describe(p_));
+            if (p_ >= in_.size() || in_[p_] != '"')
+                fail("expected a string key in an object, found ", describe(p_));
             const std::size_t key_pos = p_;
             std::string key = parse_string();
             if (!seen.insert(key).second)
