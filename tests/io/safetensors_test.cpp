@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <weft/io/safetensors.hpp>
@@ -412,6 +413,11 @@ TEST_CASE("safetensors: truncated and mis-sized files are refused", "[io]") {
     SECTION("a directory") {
         REQUIRE_THROWS_WITH(SafetensorsFile::open(dir.path),
                             Contains(dir.path.string()) && Contains("not a regular file"));
+    }
+    SECTION("a FIFO is refused without waiting for a writer") {
+        const auto p = dir / "fifo";
+        REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+        REQUIRE_THROWS_WITH(SafetensorsFile::open(p), Contains(p.string()) && Contains("not a regular file"));
     }
     SECTION("shorter than the length field") {
         const auto p = dir / "short.safetensors";

@@ -173,7 +173,9 @@ public:
         f.path_ = path;
         const std::string where = "safetensors file " + st::quoted(path);
 
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below);
+        // it changes nothing for regular files.
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) {
             const int err = errno;
             WEFT_FAIL(where, ": cannot open: ", st::errno_str(err));
