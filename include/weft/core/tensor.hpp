@@ -80,6 +80,19 @@ public:
     // An empty handle: no storage, every extent 0. Assigning an expression allocates it.
     Tensor() = default;
 
+    Tensor(const Tensor&) = default;
+    Tensor(Tensor&&) noexcept = default;
+    // Handle assignment (see above), for named tensors only...
+    Tensor& operator=(const Tensor&) & = default;
+    Tensor& operator=(Tensor&&) & noexcept = default;
+    // ...because on a temporary view, `y.slice(0, 0, 2) = z` would rebind a handle that dies at
+    // the semicolon and silently write nothing. There it copies z's elements into the view, with
+    // broadcasting and the aliasing check of an expression (as libtorch does).
+    Tensor& operator=(const Tensor& src) && {
+        assign_expression(*this, src);
+        return *this;
+    }
+
     // Evaluates an expression into a new dense tensor: `Tensor<float, 2> y = a * b + c;`
     template <detail::Evaluable E>
         requires(!std::same_as<std::remove_cvref_t<E>, Tensor>)
@@ -143,7 +156,10 @@ public:
         using C = std::conditional_t<std::same_as<T, double>, double, float>;
         using U = random::Uniform<C>;
         const std::uint64_t base = gen.advance(U::blocks(std::uint64_t(shape.numel())));
-        return generate(shape, Converted<U>{U{gen.seed, base, C(0), C(1)}});
+        if constexpr (std::same_as<T, bf16> || std::same_as<T, half>)
+            return generate(shape, RoundedDown<U>{U{gen.seed, base, C(0), C(1)}});
+        else
+            return generate(shape, Converted<U>{U{gen.seed, base, C(0), C(1)}});
     }
 
     static Tensor randn(const Shape<Rank>& shape, Generator& gen = default_generator())
@@ -394,8 +410,8 @@ public:
             const int k = src + lead;
             const index_t have = shape_[src];
             const index_t w = want[k] == -1 ? have : want[k];
-            WEFT_CHECK(w == have || have == 1, "expand: shape ", shape_, " cannot expand to extent ", want[k],
-                       " at axis ", k);
+            WEFT_CHECK(w == have || have == 1, "expand: shape ", shape_, " cannot expand to ",
+                       Shape<N>::from_array(want), ": extent ", want[k], " at axis ", k);
             shape[k] = w;
             strides[k] = (w == have) ? strides_[src] : 0;
         }
@@ -477,6 +493,18 @@ public:
     struct Converted {
         F f;
         WEFT_HD T operator()(index_t i) const { return convert<T>(f(i)); }
+    };
+    // A float in [0, 1) rounded to nearest 16-bit float can become 1.0 (1 in 512 for bf16), so
+    // rand rounds down onto T's grid instead: [0, 1) stays half-open. For f(i) >= 0 only.
+    template <class F>
+    struct RoundedDown {
+        F f;
+        WEFT_HD T operator()(index_t i) const {
+            const float u = f(i);
+            T v = convert<T>(u);
+            if (float(v) > u) v = T::from_bits(std::uint16_t(v.bits - 1u));  // the next value down
+            return v;
+        }
     };
 
 private:

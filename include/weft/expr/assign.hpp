@@ -6,8 +6,9 @@
 //   auto z = eval(exp(x));            // same, when the type is long to spell
 //
 // Assignment is alias-safe: when an operand shares memory with the destination in a different
-// layout (y = y.t(), y = y.expand(...)), the expression is first evaluated into a temporary.
-// Reading the very same elements that are written (y = y * 2) needs no temporary.
+// layout (y = y.t() * 2, y.slice(0, 1, n) = y.slice(0, 0, n - 1)), the expression is first
+// evaluated into a temporary. Reading the very same elements that are written (y = y * 2) needs
+// no temporary. (A plain `y = y.t()` on a named tensor rebinds the handle; see tensor.hpp.)
 #pragma once
 
 #include <ostream>

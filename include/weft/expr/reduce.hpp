@@ -14,6 +14,7 @@
 // bool sums accumulate and return int64. var uses Bessel's correction by default, as torch.var.
 #pragma once
 
+#include <concepts>
 #include <limits>
 #include <type_traits>
 
@@ -194,14 +195,16 @@ index_t reduced_count(const E& e, const auto& mask) {
         check;                                                                                    \
         return detail::reduce_keepdim<OutT>(e, mask, OpT);                                        \
     }                                                                                             \
-    template <Expression E>                                                                       \
-    auto name(const E& e, int axis) {                                                             \
-        const int axes[1] = {axis};                                                               \
+    /* One axis as a deduced integer, not `int`: with `int`, name(e, {1}) would match both this */ \
+    /* and the braced-array form, which Clang and nvcc reject as ambiguous (GCC picks the array). */ \
+    template <Expression E, std::integral I>                                                      \
+    auto name(const E& e, I axis) {                                                               \
+        const int axes[1] = {int(axis)};                                                          \
         return name(e, axes);                                                                     \
     }                                                                                             \
-    template <Expression E>                                                                       \
-    auto name(const E& e, int axis, KeepDim k) {                                                  \
-        const int axes[1] = {axis};                                                               \
+    template <Expression E, std::integral I>                                                      \
+    auto name(const E& e, I axis, KeepDim k) {                                                    \
+        const int axes[1] = {int(axis)};                                                          \
         return name(e, axes, k);                                                                  \
     }
 
@@ -249,11 +252,15 @@ auto var(const E& e, const int (&axes)[N], KeepDim, int correction = 1) {
     constexpr int R = rank_of<E>;
     const auto mask = detail::axis_mask<R>(axes, "var");
     using Acc = detail::sum_acc_t<value_of<E>, detail::on_cpu<E>>;
-    const auto m = detail::reduce_keepdim<value_of<E>>(e, mask, reduce_op::Mean<Acc>{});
+    // The mean stays in the compute type: a bf16/half mean rounded to 8 or 11 bits would shift
+    // every deviation by the rounding error (var {100, 100, 100.5} in bf16: 0.125, not 0.083).
+    using C = compute_t<value_of<E>>;
+    const auto m = detail::reduce_keepdim<C>(e, mask, reduce_op::Mean<Acc>{});
     const index_t n = detail::reduced_count(e, mask);
     reduce_op::SumOver<Acc> op;
     op.divisor = Acc(n - correction);
-    return detail::reduce_keepdim<value_of<E>>(square(e - m), mask, op);
+    if constexpr (std::same_as<C, value_of<E>>) return detail::reduce_keepdim<value_of<E>>(square(e - m), mask, op);
+    else return detail::reduce_keepdim<value_of<E>>(square(cast<C>(e) - m), mask, op);
 }
 template <Expression E, int N>
 auto var(const E& e, const int (&axes)[N], int correction = 1) {
@@ -261,9 +268,9 @@ auto var(const E& e, const int (&axes)[N], int correction = 1) {
     const auto mask = detail::axis_mask<R>(axes, "var");
     return detail::drop_axes<R - N>(var(e, axes, keepdim, correction), mask);
 }
-template <Expression E>
-auto var(const E& e, int axis, int correction = 1) {
-    const int axes[1] = {axis};
+template <Expression E, std::integral I>  // deduced, not int: var(e, {0}) must pick the array form
+auto var(const E& e, I axis, int correction = 1) {
+    const int axes[1] = {int(axis)};
     return var(e, axes, correction);
 }
 

@@ -53,7 +53,11 @@ public:
             return;
         }
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            std::unique_lock<std::mutex> lock(mutex_);
+            // A worker still inside drain() from an earlier run may be between claiming an index
+            // and checking it against tasks_; resetting the counters under it would let it run a
+            // task of this run twice (or a null one). Wait until every worker is out.
+            done_.wait(lock, [this] { return active_ == 0; });
             task_.store(&task);
             tasks_.store(tasks);
             next_.store(0);
@@ -86,8 +90,11 @@ private:
                 wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
                 if (stopping_) return;
                 seen = generation_;
+                ++active_;
             }
             drain();
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (--active_ == 0) done_.notify_all();
         }
     }
 
@@ -118,6 +125,7 @@ private:
     std::atomic<int> tasks_{0};
     std::atomic<int> next_{0};
     int pending_ = 0;
+    int active_ = 0;  // workers inside drain()
     std::uint64_t generation_ = 0;
     bool stopping_ = false;
     std::exception_ptr error_;
