@@ -60,14 +60,17 @@ TEST_CASE("docs: expressions are lazy and hold operands by value", "[docs]") {
 TEST_CASE("docs: assignment and aliasing", "[docs]") {
     // [snippet:aliasing]
     auto m = Tensor<float, 2>::from({{1, 2}, {3, 4}});
-    m = m * 10.0f;     // in place: each element reads only itself
-    m = m.t();         // a transposed read of the same memory: weft evaluates into a
-                       // temporary first, so m really becomes its transpose
-    Tensor<float, 2> alias = m;  // handle copy: alias and m share elements
+    m = m * 10.0f;         // in place: each element reads only itself
+    m = m.t() + 0.5f;      // reads m transposed while writing m: weft evaluates into a
+                           // temporary first, so m really becomes its transpose plus 0.5
+    auto top = m.select(0, 0);
+    m.select(0, 1) = top;  // assigning to a temporary view copies elements into it
+    Tensor<float, 2> alias = m;  // a named handle: alias and m share elements
     alias(0, 0) = 0.0f;          // visible through m
     // [/snippet]
-    CHECK(m(0, 1) == 30.0f);
-    CHECK(m(1, 0) == 20.0f);
+    CHECK(m(0, 1) == 30.5f);
+    CHECK(m(1, 0) == 10.5f);  // row 1 received a copy of row 0 before alias(0, 0) changed it
+    CHECK(m(1, 1) == 30.5f);
     CHECK(m(0, 0) == 0.0f);
 }
 
