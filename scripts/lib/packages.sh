@@ -14,6 +14,7 @@ WEFT_DEBIAN_PACKAGES=(
   nlohmann-json3-dev
   libcli11-dev
   libbenchmark-dev
+  libopenblas-dev   # the CPU GEMM engine (CMake falls back to Eigen's GEMM without it)
 )
 
 # Repository root (this file lives in scripts/lib/).
