@@ -2,9 +2,9 @@
 # ------------
 # Finds OpenBLAS with its CBLAS interface (weft's CPU GEMM engine, see ops/cpu/gemm.hpp).
 #
-# Tries OpenBLAS's own package configuration first (Debian's libopenblas-dev ships
+# Headers: OpenBLAS's own package configuration first (Debian's libopenblas-dev ships
 # OpenBLASConfig.cmake, which sets OpenBLAS_INCLUDE_DIRS and OpenBLAS_LIBRARIES), then a plain
-# search for openblas_config.h and libopenblas. OpenBLAS_ROOT (CMake or environment variable)
+# search for openblas_config.h. The library: see below. OpenBLAS_ROOT (CMake or environment variable)
 # is a hint. The header must be OpenBLAS's cblas.h (next to openblas_config.h): netlib's
 # declares no openblas_set_num_threads.
 #
@@ -30,17 +30,25 @@ find_path(OpenBLAS_INCLUDE_DIR
   PATH_SUFFIXES include include/openblas openblas
     x86_64-linux-gnu/openblas-pthread x86_64-linux-gnu/openblas-openmp x86_64-linux-gnu/openblas-serial
     include/x86_64-linux-gnu/openblas-pthread include/x86_64-linux-gnu/openblas-openmp)
-set(_openblas_lib_hints ${_openblas_hints})
-foreach(_lib IN LISTS OpenBLAS_LIBRARIES)
-  if(IS_ABSOLUTE "${_lib}")
-    get_filename_component(_dir "${_lib}" DIRECTORY)
-    list(APPEND _openblas_lib_hints "${_dir}")
-  endif()
-endforeach()
+# The library: OpenBLAS_ROOT, then the default paths, and only then the configuration's own
+# folder. On Debian the default paths hold <libdir>/libopenblas.so, which follows
+# update-alternatives and needs no RUNPATH, so the variant selected there (pthreads or OpenMP)
+# is the one loaded at run time; the configuration names the pthreads variant's folder, which
+# would be baked into every binary as RUNPATH and override that choice.
 find_library(OpenBLAS_LIBRARY
   NAMES openblas
-  HINTS ${_openblas_lib_hints}
+  HINTS ${_openblas_hints}
   PATH_SUFFIXES lib lib64)
+if(NOT OpenBLAS_LIBRARY)
+  set(_openblas_lib_hints)
+  foreach(_lib IN LISTS OpenBLAS_LIBRARIES)
+    if(IS_ABSOLUTE "${_lib}")
+      get_filename_component(_dir "${_lib}" DIRECTORY)
+      list(APPEND _openblas_lib_hints "${_dir}")
+    endif()
+  endforeach()
+  find_library(OpenBLAS_LIBRARY NAMES openblas HINTS ${_openblas_lib_hints})
+endif()
 
 if(OpenBLAS_INCLUDE_DIR AND NOT EXISTS "${OpenBLAS_INCLUDE_DIR}/cblas.h")
   set(OpenBLAS_INCLUDE_DIR "OpenBLAS_INCLUDE_DIR-NOTFOUND" CACHE PATH "OpenBLAS headers" FORCE)
