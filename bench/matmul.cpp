@@ -109,6 +109,13 @@ void add(const std::string& name, F f, const Dims& d) {
 const bool registered = [] {
     benchmark::AddCustomContext("weft_gemm_engine", std::string(weft::Gemm<weft::Cpu>::engine_name));
     benchmark::AddCustomContext("weft_threads", std::to_string(weft::num_threads()));
+#if defined(WEFT_USE_OPENBLAS) && WEFT_USE_OPENBLAS
+    // Which OpenBLAS build the process loaded (update-alternatives decides; libtorch, when
+    // linked, calls the same one).
+    const int parallel = openblas_get_parallel();  // 0 sequential, 1 pthreads, 2 OpenMP
+    const char* threads = parallel == 2 ? ", OpenMP threads" : parallel == 1 ? ", pthreads" : ", sequential";
+    benchmark::AddCustomContext("openblas", openblas_get_config() + std::string(threads));
+#endif
     for (const Dims& d : kShapes) {
         add("matmul/" + d.name() + "/weft", weft_matmul, d);
 #if defined(WEFT_BENCH_LIBTORCH)
