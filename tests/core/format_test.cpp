@@ -11,7 +11,10 @@
 
 #include <weft/core.hpp>
 
+#include "support/tensor_values.hpp"
+
 using namespace weft;
+using weft::test::iota;
 using Catch::Contains;
 
 namespace {
@@ -21,13 +24,6 @@ std::string str(const Tensor<T, R>& t) {
     std::ostringstream os;
     os << t;
     return os.str();
-}
-
-template <class T, int R>
-Tensor<T, R> iota(const Shape<R>& shape) {
-    std::vector<T> v(std::size_t(shape.numel()));
-    for (std::size_t i = 0; i < v.size(); ++i) v[i] = T(i);
-    return Tensor<T, R>::from_vector(v, shape);
 }
 
 std::size_t count(const std::string& s, const std::string& what) {

@@ -9,31 +9,14 @@
 
 #include <weft/weft.hpp>
 
+#include "support/tensor_values.hpp"
+
 using namespace weft;
+using weft::test::iota;
+using weft::test::logical_values;
 using Catch::Contains;
 
 namespace {
-
-template <class T, int R>
-std::vector<T> logical_values(const Tensor<T, R>& t) {
-    std::vector<T> out;
-    for (index_t i = 0, n = t.numel(); i < n; ++i) {
-        index_t rem = i, off = 0;
-        for (int d = R - 1; d >= 0; --d) {
-            off += (rem % t.shape()[d]) * t.strides()[d];
-            rem /= t.shape()[d];
-        }
-        out.push_back(t.data()[off]);
-    }
-    return out;
-}
-
-template <class T = float, int R>
-Tensor<T, R> iota(const Shape<R>& shape) {
-    std::vector<T> v(std::size_t(shape.numel()));
-    for (std::size_t i = 0; i < v.size(); ++i) v[i] = T(i);
-    return Tensor<T, R>::from_vector(v, shape);
-}
 
 }  // namespace
 

@@ -24,27 +24,16 @@
 
 #include <weft/weft.hpp>
 
+#include "support/tensor_values.hpp"
+
 using namespace weft;
+using weft::test::iota;
+using weft::test::logical_values;
 using Catch::Contains;
 
 namespace {
 
 // ---- reading weft tensors without weft's copy routines -------------------------------------------
-
-template <class T, int R>
-std::vector<T> logical_values(const Tensor<T, R>& t) {
-    std::vector<T> out;
-    out.reserve(std::size_t(t.numel()));
-    for (index_t i = 0, n = t.numel(); i < n; ++i) {
-        index_t rem = i, off = 0;
-        for (int d = R - 1; d >= 0; --d) {
-            off += (rem % t.shape()[d]) * t.strides()[d];
-            rem /= t.shape()[d];
-        }
-        out.push_back(t.data()[off]);
-    }
-    return out;
-}
 
 template <int R>
 std::vector<std::size_t> xt_shape(const Shape<R>& s) {
