@@ -6,6 +6,7 @@
 #include "exec/cpu/executor.hpp"
 #include "expr/assign.hpp"
 #include "expr/broadcast.hpp"
+#include "expr/derivative.hpp"
 #include "expr/expression.hpp"
 #include "expr/functors.hpp"
 #include "expr/nodes.hpp"

@@ -30,6 +30,7 @@
 #include "device.hpp"
 #include "dtype.hpp"
 #include "error.hpp"
+#include "grad_slot.hpp"
 #include "philox.hpp"
 #include "shape.hpp"
 #include "storage.hpp"
@@ -289,7 +290,7 @@ public:
         t.offset_ += start * strides_[a];
         t.shape_[a] = (stop - start + step - 1) / step;
         t.strides_[a] *= step;
-        return t;
+        return linked_view(t);
     }
 
     Tensor narrow(int axis, index_t start, index_t length) const
@@ -319,7 +320,7 @@ public:
             t.strides_[j] = strides_[k];
             ++j;
         }
-        return t;
+        return linked_view(t);
     }
 
     Tensor<T, Rank - 1, D> operator[](index_t index) const
@@ -342,7 +343,7 @@ public:
             t.shape_[k] = shape_[a];
             t.strides_[k] = strides_[a];
         }
-        return t;
+        return linked_view(t);
     }
 
     Tensor transpose(int axis0, int axis1) const {
@@ -350,7 +351,7 @@ public:
         Tensor t = *this;
         std::swap(t.shape_[a], t.shape_[b]);
         std::swap(t.strides_[a], t.strides_[b]);
-        return t;
+        return linked_view(t);
     }
 
     // The transpose of a matrix.
@@ -454,6 +455,10 @@ public:
         Tensor out = empty(shape_);
         Backend<D>::copy_strided(out.data(), out.strides_.dims, data(), strides_.dims, shape_.dims, Rank,
                                  sizeof(T));
+        if (grad_slot_) {  // a copy is a view of the same logical elements, for the gradient
+            const StridedLayout dense = out.layout();
+            out.grad_slot_ = grad_slot_->view(dense, dense);
+        }
         return out;
     }
 
@@ -463,7 +468,10 @@ public:
         if constexpr (std::same_as<To, D>) {
             return *this;
         } else {
-            const Tensor dense = contiguous();
+            WEFT_CHECK(!recording(), "to<", To::name, ">(): moving a tensor that requires grad between devices is "
+                       "not differentiable; move it first and call requires_grad_() on the moved tensor, or "
+                       "detach() it");
+            const Tensor dense = detach().contiguous();
             auto out = Tensor<T, Rank, To>::empty(shape_);
             using GpuSide = std::conditional_t<std::same_as<To, Cpu>, D, To>;  // the CUDA end does the copy
             Backend<GpuSide>::copy_between(out.data(), To{}, dense.data(), D{}, std::size_t(numel()) * sizeof(T));
@@ -474,8 +482,56 @@ public:
     // Copies a same-shaped tensor's elements into this view, whatever either's strides.
     void copy_from(const Tensor& src) const {
         WEFT_CHECK(src.shape_ == shape_, "copy_from: shapes ", src.shape_, " and ", shape_, " differ");
+        WEFT_CHECK(!src.recording(), "copy_from: the source requires grad and copy_from is not differentiable; "
+                   "assign an expression to a new tensor (auto y = eval(x)), or detach() the source");
         Backend<D>::copy_strided(data(), strides_.dims, src.data(), src.strides_.dims, shape_.dims, Rank,
                                  sizeof(T));
+    }
+
+    // ---- autograd (the tape lives in weft/autograd/; see docs/autograd.md) ------------------
+
+    // Does gradient flow into this tensor: a leaf marked with requires_grad_(), or a result
+    // computed from one while grad mode was on?
+    bool requires_grad() const { return grad_slot_ && grad_slot_->requires_grad(); }
+    // ...and would an op on it be recorded now (grad mode on)?
+    bool recording() const { return grad_slot_ && grad_slot_->recording(); }
+    // The same elements, cut loose from the tape: nothing computed from it is differentiated.
+    Tensor detach() const {
+        Tensor t = *this;
+        t.grad_slot_.reset();
+        return t;
+    }
+    // Makes this tensor a leaf whose gradient backward() accumulates into grad().
+    Tensor& requires_grad_(bool on = true) {
+        autograd_set_requires_grad(*this, on);
+        return *this;
+    }
+    // The accumulated gradient of a leaf (undefined before the first backward reaches it).
+    Tensor grad() const { return autograd_grad(*this); }
+    // Back-propagates from this one-element tensor (usually the loss).
+    void backward(bool retain_graph = false) const { autograd_backward(*this, Tensor(), retain_graph); }
+    // Back-propagates `seed` (shaped as this tensor): the gradient of sum(seed * this).
+    void backward(const Tensor& seed, bool retain_graph = false) const {
+        autograd_backward(*this, seed, retain_graph);
+    }
+    // Keeps the gradient of this non-leaf tensor after backward, readable with grad().
+    Tensor& retain_grad() {
+        autograd_retain_grad(*this);
+        return *this;
+    }
+
+    // For the tape and the ops: this tensor's slot (null when it takes no part in autograd).
+    const std::shared_ptr<GradSlot>& grad_slot() const { return grad_slot_; }
+    void set_grad_slot(std::shared_ptr<GradSlot> slot) { grad_slot_ = std::move(slot); }
+    StridedLayout layout() const {
+        StridedLayout l;
+        l.rank = Rank;
+        for (int d = 0; d < Rank; ++d) {
+            l.shape[d] = shape_[d];
+            l.strides[d] = strides_[d];
+        }
+        l.offset = offset_;
+        return l;
     }
 
     // The functors factories pass to Backend<D>::generate. Public only because nvcc rejects a
@@ -518,7 +574,14 @@ private:
         t.offset_ = offset_;
         t.shape_ = shape;
         t.strides_ = strides;
-        return t;
+        return linked_view(t);
+    }
+
+    // A view made from this tensor joins the tape when this tensor is on it.
+    template <int N>
+    Tensor<T, N, D> linked_view(Tensor<T, N, D>& view) const {
+        view.grad_slot_ = grad_slot_ ? grad_slot_->view(layout(), view.layout()) : nullptr;
+        return view;
     }
 
     template <int N>
@@ -615,6 +678,7 @@ private:
     Shape<Rank> shape_;
     Shape<Rank> strides_;
     index_t offset_ = 0;
+    std::shared_ptr<GradSlot> grad_slot_;
 };
 
 }  // namespace weft

@@ -14,6 +14,7 @@
 #include <ostream>
 #include <type_traits>
 
+#include "derivative.hpp"
 #include "executor.hpp"
 #include "expression.hpp"
 #include "../core/format.hpp"
@@ -65,12 +66,18 @@ void assign_expression(Tensor<T, R, D>& dst, const E& e) {
                       "weft: the expression's element type differs from the tensor's; weft does not convert "
                       "silently: write weft::cast<T>(expression)");
         const auto es = shape_of(e);
-        if (!dst.defined()) {
+        const bool fresh = !dst.defined();
+        if (fresh) {
             dst = Tensor<T, R, D>::empty(detail::left_pad<R>(es));
         } else {
+            WEFT_CHECK(!(grad_enabled() && autograd::detail::any_requires_grad(e)),
+                       "an expression that requires grad is written into an existing tensor of shape ", dst.shape(),
+                       "; autograd records only new results: write `auto y = eval(expression)` (or "
+                       "`Tensor<T, R> y = expression`), or compute under NoGrad");
             WEFT_CHECK(broadcasts_to(es, dst.shape()), "cannot assign an expression of shape ", es,
                        " to a tensor of shape ", dst.shape());
         }
+        if (fresh) record_expression(dst, "expression", e, [](const Tensor<T, R, D>& g) { return g; });
         if (dst.numel() == 0) return;
         if (detail::unsafe_alias(dst, e)) {
             Tensor<T, R, D> tmp = Tensor<T, R, D>::empty(dst.shape());

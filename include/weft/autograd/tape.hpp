@@ -1,0 +1,376 @@
+// weft/autograd/tape.hpp: the tape: what an op records so that backward() can run it in reverse.
+//
+// Every tensor that gradient flows into carries a slot (core/grad_slot.hpp); here a slot is a
+// `Node`. A leaf node (a tensor marked requires_grad_()) only collects its gradient. An interior
+// node belongs to the result of one recorded op: it keeps edges to the nodes of that op's inputs
+// and a closure that, given the gradient of the result, adds the gradients of the inputs into
+// their nodes. The closure owns what the backward needs (inputs, saved intermediates), and
+// backward() frees it once it has run.
+//
+// An op records itself like this (ops/ and expr/ do it for every differentiable function):
+//
+//   auto out = forward(a.detach(), b.detach());           // compute without recording views
+//   if (needs_grad(a, b))
+//       record(out, "matmul", [a, b](const Tensor<T, 2, D>& g) {
+//           accumulate_grad(a, matmul(g, b.t()));          // skipped when a needs no gradient
+//           accumulate_grad(b, matmul(a.t(), g));
+//       }, a, b);
+//
+// The closure must not capture `out` itself without detach(): the result would own its node
+// and its node the result, and neither would ever be freed.
+//
+// Gradients accumulate: a tensor used twice receives the sum, and a leaf's grad() keeps
+// summing over backward() calls until it is cleared (micro-batches add up, as in PyTorch).
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <unordered_set>
+#include <vector>
+
+#include "../core/grad_slot.hpp"
+#include "../core/tensor.hpp"
+#include "../expr/executor.hpp"
+#include "../expr/functors.hpp"
+#include "../expr/nodes.hpp"
+#include "grad_mode.hpp"
+
+namespace weft {
+
+namespace autograd {
+
+// A place on the tape, independent of element type and device (what the engine walks).
+class Node : public GradSlot {
+public:
+    Node(const char* name, bool leaf) : name_(name), leaf_(leaf) {}
+
+    bool requires_grad() const override { return true; }
+    bool recording() const override { return grad_enabled(); }
+
+    const char* name() const { return name_; }
+    bool is_leaf() const { return leaf_; }
+    virtual bool has_grad() const = 0;
+    virtual void clear_grad() = 0;
+
+    std::vector<std::shared_ptr<Node>> inputs;  // the nodes this node's closure sends gradient to
+    std::function<void()> backward_fn;          // null for leaves, and once released
+    bool retains_grad = false;                  // a non-leaf whose grad() the user asked to keep
+    bool released = false;                      // its closure ran and was freed
+
+private:
+    const char* name_;
+    bool leaf_;
+};
+
+// The node of a tensor with elements T on device D. Its gradient is stored flat (one dense
+// buffer) with the tensor's shape beside it, so one node type serves every rank.
+template <Element T, Device D>
+class Slot final : public Node {
+public:
+    Slot(const char* name, bool leaf, const index_t* shape, int rank) : Node(name, leaf), shape_(shape, shape + rank) {}
+
+    bool has_grad() const override { return grad_.defined(); }
+    void clear_grad() override {
+        grad_ = {};
+        owned_ = false;
+    }
+
+    const std::vector<index_t>& shape() const { return shape_; }
+
+    // The gradient viewed with the tensor's rank; undefined when none has arrived.
+    template <int R>
+    Tensor<T, R, D> grad_as() const {
+        if (!grad_.defined()) return {};
+        Shape<R> s;
+        for (int d = 0; d < R; ++d) s[d] = shape_[std::size_t(d)];
+        return grad_.reshape(s);
+    }
+
+    // The gradient as one dense row (any rank); undefined when none has arrived.
+    const Tensor<T, 1, D>& flat_grad() const { return grad_; }
+
+    // Adds g (shaped as the tensor) into the gradient.
+    template <int R>
+    void accumulate(const Tensor<T, R, D>& g) {
+        bool same = int(shape_.size()) == R;
+        for (int d = 0; same && d < R; ++d) same = g.shape()[d] == shape_[std::size_t(d)];
+        WEFT_CHECK(same, "autograd: the backward of '", name(), "' produced a gradient of shape ", g.shape(),
+                   " for a tensor of shape ", Shape<R>::from_array(as_array<R>()));
+        accumulate_flat(g.detach().contiguous().reshape(g.numel()));
+    }
+
+    void accumulate_flat(const Tensor<T, 1, D>& g) {
+        if (!grad_.defined()) {
+            // A leaf's gradient outlives backward and is the user's to modify (clipping scales it
+            // in place), so it gets its own buffer. An interior gradient may share: it is read
+            // once and freed.
+            grad_ = is_leaf() ? g.clone() : g;
+            owned_ = is_leaf();
+            return;
+        }
+        if (!owned_) {
+            Tensor<T, 1, D> sum = Tensor<T, 1, D>::empty(grad_.shape());
+            Executor<D>::assign(sum, make_evaluator(Binary<fn::Add, Tensor<T, 1, D>, Tensor<T, 1, D>>(fn::Add{}, grad_, g),
+                                                    sum.shape()));
+            grad_ = sum;
+            owned_ = true;
+            return;
+        }
+        Executor<D>::assign(grad_, make_evaluator(Binary<fn::Add, Tensor<T, 1, D>, Tensor<T, 1, D>>(fn::Add{}, grad_, g),
+                                                  grad_.shape()));
+    }
+
+    std::shared_ptr<GradSlot> view(const StridedLayout& from, const StridedLayout& to) override;
+
+private:
+    template <int R>
+    std::array<index_t, R> as_array() const {
+        std::array<index_t, R> a{};
+        for (int d = 0; d < R && d < int(shape_.size()); ++d) a[std::size_t(d)] = shape_[std::size_t(d)];
+        return a;
+    }
+
+    std::vector<index_t> shape_;
+    Tensor<T, 1, D> grad_;
+    bool owned_ = false;  // grad_ is this node's alone, so it may be added to in place
+};
+
+namespace detail {
+
+// Calls f(position) for every element of a layout, in row-major order of its indices.
+template <class F>
+void for_each_position(const StridedLayout& l, F&& f) {
+    const index_t n = l.numel();
+    if (n == 0) return;
+    index_t idx[8] = {};
+    index_t pos = l.offset;
+    for (index_t i = 0; i < n; ++i) {
+        f(i, pos);
+        for (int d = l.rank - 1; d >= 0; --d) {
+            if (++idx[d] < l.shape[d]) {
+                pos += l.strides[d];
+                break;
+            }
+            pos -= (l.shape[d] - 1) * l.strides[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+inline bool is_dense(const StridedLayout& l) {
+    index_t expected = 1;
+    for (int d = l.rank - 1; d >= 0; --d) {
+        if (l.shape[d] == 1) continue;
+        if (l.strides[d] != expected) return false;
+        expected *= l.shape[d];
+    }
+    return true;
+}
+
+template <class T>
+void add_into(T& dst, T v) {
+    dst = convert<T>(convert<compute_t<T>>(dst) + convert<compute_t<T>>(v));
+}
+
+// The gradient of a view, sent back to the tensor it was made from: every element of `to`
+// adds its gradient to the element of `from` at the same position. Positions shared by several
+// elements of `to` (an expand) add up.
+template <class T>
+Tensor<T, 1, Cpu> view_backward(const Tensor<T, 1, Cpu>& g, const StridedLayout& from, const StridedLayout& to) {
+    auto out = Tensor<T, 1, Cpu>::zeros({from.numel()});
+    if (from.numel() == 0) return out;
+    const T* src = g.data();
+    if (is_dense(from)) {
+        T* dst = out.data() - from.offset;
+        for_each_position(to, [&](index_t i, index_t pos) { add_into(dst[pos], src[i]); });
+        return out;
+    }
+    // A strided source: collect by position over the span it covers, then read its elements.
+    index_t hi = from.offset;
+    for (int d = 0; d < from.rank; ++d) {
+        WEFT_CHECK(from.strides[d] != 0 || from.shape[d] <= 1,
+                   "autograd: a view of an expanded tensor cannot send its gradient back (elements share "
+                   "memory); make the expanded tensor contiguous() first");
+        hi += (from.shape[d] - 1) * from.strides[d];
+    }
+    std::vector<T> span(std::size_t(hi - from.offset + 1), T(0));
+    for_each_position(to, [&](index_t i, index_t pos) { add_into(span[std::size_t(pos - from.offset)], src[i]); });
+    T* dst = out.data();
+    for_each_position(from, [&](index_t i, index_t pos) { dst[i] = span[std::size_t(pos - from.offset)]; });
+    return out;
+}
+
+}  // namespace detail
+
+template <Element T, Device D>
+std::shared_ptr<GradSlot> Slot<T, D>::view(const StridedLayout& from, const StridedLayout& to) {
+    if (!grad_enabled()) return nullptr;
+    auto out = std::make_shared<Slot<T, D>>("view", false, to.shape, to.rank);
+    out->inputs.push_back(std::static_pointer_cast<Node>(shared_from_this()));
+    out->backward_fn = [self = out.get(), base = this, from, to]() {
+        if constexpr (std::same_as<D, Cpu>) {
+            base->accumulate_flat(detail::view_backward(self->flat_grad(), from, to));
+        } else {
+            WEFT_FAIL("autograd: the backward of a view of a ", D::name,
+                      " tensor is not implemented yet (it comes with the CUDA kernels)");
+        }
+    };
+    return out;
+}
+
+template <Element T, int R, Device D>
+Slot<T, D>& slot_of(const Tensor<T, R, D>& t) {
+    return static_cast<Slot<T, D>&>(*t.grad_slot());
+}
+
+}  // namespace autograd
+
+// ---- what ops use to record themselves ----------------------------------------------------------
+
+namespace autograd::detail {
+template <class X>
+bool requires_grad_of(const X& x) {
+    if constexpr (AnyTensor<X>) return x.requires_grad();
+    else return false;
+}
+template <class X>
+void push_input(std::vector<std::shared_ptr<Node>>& inputs, const X& x) {
+    if constexpr (AnyTensor<X>) {
+        if (x.requires_grad()) inputs.push_back(std::static_pointer_cast<Node>(x.grad_slot()));
+    }
+}
+}  // namespace autograd::detail
+
+// Must an op with these inputs record a node? (Grad mode on and some input requires grad.)
+// Arguments that are not tensors are ignored, so an op can pass all its arguments.
+template <class... X>
+bool needs_grad(const X&... inputs) {
+    return grad_enabled() && (autograd::detail::requires_grad_of(inputs) || ...);
+}
+
+// Attaches a node to `out`: `backward(grad_out)` runs once the gradient of `out` is complete.
+// `inputs` are the op's tensor arguments (others are ignored); those that require grad become
+// the node's edges.
+template <Element T, int R, Device D, class F, class... X>
+void record(Tensor<T, R, D>& out, const char* name, F&& backward, const X&... inputs) {
+    static_assert(FloatingElement<T>, "weft: only floating-point results carry gradients");
+    auto node = std::make_shared<autograd::Slot<T, D>>(name, false, out.shape().dims, R);
+    (autograd::detail::push_input(node->inputs, inputs), ...);
+    node->backward_fn = [self = node.get(), f = std::forward<F>(backward)]() {
+        if (self->has_grad()) f(self->template grad_as<R>());
+    };
+    out.set_grad_slot(std::move(node));
+}
+
+// Same, with the edges already collected (for expressions, whose leaves are found at run time).
+template <Element T, int R, Device D, class F>
+void record_with_inputs(Tensor<T, R, D>& out, const char* name, F&& backward,
+                        std::vector<std::shared_ptr<autograd::Node>> inputs) {
+    auto node = std::make_shared<autograd::Slot<T, D>>(name, false, out.shape().dims, R);
+    node->inputs = std::move(inputs);
+    node->backward_fn = [self = node.get(), f = std::forward<F>(backward)]() {
+        if (self->has_grad()) f(self->template grad_as<R>());
+    };
+    out.set_grad_slot(std::move(node));
+}
+
+// Adds g into the gradient of `input` (inside a backward closure); nothing if it needs none.
+template <Element T, int R, Device D>
+void accumulate_grad(const Tensor<T, R, D>& input, const Tensor<T, R, D>& g) {
+    if (input.requires_grad()) autograd::slot_of(input).accumulate(g);
+}
+
+// ---- the Tensor members' implementations (found by argument-dependent lookup) -------------------
+
+template <Element T, int R, Device D>
+void autograd_set_requires_grad(Tensor<T, R, D>& t, bool on) {
+    static_assert(FloatingElement<T>, "weft: only floating-point tensors can require grad");
+    if (t.grad_slot()) {
+        WEFT_CHECK(autograd::slot_of(t).is_leaf(), "requires_grad_: this tensor is the result of a recorded op (",
+                   autograd::slot_of(t).name(), "); detach() it to make a new leaf");
+        if (!on) t.set_grad_slot(nullptr);
+        return;
+    }
+    if (on) t.set_grad_slot(std::make_shared<autograd::Slot<T, D>>("leaf", true, t.shape().dims, R));
+}
+
+template <Element T, int R, Device D>
+Tensor<T, R, D> autograd_grad(const Tensor<T, R, D>& t) {
+    if (!t.grad_slot()) return {};
+    auto& s = autograd::slot_of(t);
+    return s.template grad_as<R>();
+}
+
+template <Element T, int R, Device D>
+void autograd_retain_grad(Tensor<T, R, D>& t) {
+    WEFT_CHECK(t.requires_grad(), "retain_grad: the tensor does not require grad");
+    autograd::slot_of(t).retains_grad = true;
+}
+
+namespace autograd {
+
+// Forgets the accumulated gradient of a tensor (a parameter, before the next step).
+template <Element T, int R, Device D>
+void clear_grad(const Tensor<T, R, D>& t) {
+    if (t.grad_slot()) slot_of(t).clear_grad();
+}
+
+// Runs the tape backward from `root`, whose gradient has been seeded.
+inline void run_backward(const std::shared_ptr<Node>& root, bool retain_graph) {
+    // Reverse post-order of a depth-first walk: every node comes after all nodes that feed
+    // gradient into it.
+    std::vector<Node*> order;
+    std::unordered_set<Node*> seen;
+    std::vector<std::pair<Node*, std::size_t>> stack{{root.get(), 0}};
+    seen.insert(root.get());
+    while (!stack.empty()) {
+        auto& [node, next] = stack.back();
+        if (next < node->inputs.size()) {
+            Node* child = node->inputs[next++].get();
+            if (seen.insert(child).second) stack.push_back({child, 0});
+            continue;
+        }
+        order.push_back(node);
+        stack.pop_back();
+    }
+    NoGrad no_grad;  // the backward itself is not recorded
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        Node* node = *it;
+        if (node->is_leaf()) continue;
+        if (node->has_grad()) {
+            WEFT_CHECK(!node->released, "backward: the graph through '", node->name(),
+                       "' was already freed by an earlier backward(); pass retain_graph = true to the first "
+                       "one to run backward twice");
+            if (node->backward_fn) node->backward_fn();
+        }
+        if (!node->retains_grad) node->clear_grad();
+        if (!retain_graph) {
+            node->backward_fn = nullptr;  // frees what the closure saved
+            node->released = true;
+        }
+    }
+}
+
+}  // namespace autograd
+
+template <Element T, int R, Device D>
+void autograd_backward(const Tensor<T, R, D>& root, const Tensor<T, R, D>& seed, bool retain_graph) {
+    WEFT_CHECK(root.requires_grad(), "backward: this tensor does not require grad: no input of its "
+               "computation requires grad, or it was computed under NoGrad");
+    Tensor<T, R, D> s = seed;
+    if (!s.defined()) {
+        WEFT_CHECK(root.numel() == 1, "backward() needs a one-element tensor (a loss); this one has shape ",
+                   root.shape(), ". Pass the gradient of the output: backward(seed)");
+        s = Tensor<T, R, D>::ones(root.shape());
+    }
+    WEFT_CHECK(s.shape() == root.shape(), "backward: the seed's shape ", s.shape(), " differs from the tensor's ",
+               root.shape());
+    {
+        NoGrad no_grad;
+        autograd::slot_of(root).accumulate(s.detach());
+    }
+    autograd::run_backward(std::static_pointer_cast<autograd::Node>(root.grad_slot()), retain_graph);
+}
+
+}  // namespace weft
