@@ -7,3 +7,6 @@
 
 #include "core.hpp"
 #include "expr.hpp"
+#include "autograd.hpp"
+#include "io.hpp"
+#include "ops.hpp"

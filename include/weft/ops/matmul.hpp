@@ -35,6 +35,7 @@
 #include <type_traits>
 
 #include "../core/tensor.hpp"
+#include "../autograd/tape.hpp"
 #include "../expr.hpp"
 #include "cpu/gemm.hpp"
 #include "gemm.hpp"
@@ -233,6 +234,14 @@ Tensor<T, 3, D> as_rows3(const Tensor<T, R, D>& x) {
 
 }  // namespace detail
 
+namespace detail {
+
+// Records the node of a product c = a · b (matmul or bmm) when an operand requires grad.
+template <class T, int RC, int RA, int RB, Device D>
+void record_product(Tensor<T, RC, D>& c, const char* name, const Tensor<T, RA, D>& a, const Tensor<T, RB, D>& b);
+
+}  // namespace detail
+
 // ---- forward -------------------------------------------------------------------------------
 
 // [M, K] x [K, N] -> [M, N]
@@ -241,7 +250,8 @@ Tensor<T, 2, D> matmul(const Tensor<T, 2, D>& a, const Tensor<T, 2, D>& b) {
     WEFT_CHECK(a.size(1) == b.size(0), "matmul: shapes ", a.shape(), " and ", b.shape(),
                " cannot be multiplied (", a.size(1), " columns against ", b.size(0), " rows)");
     auto c = Tensor<T, 2, D>::empty({a.size(0), b.size(1)});
-    detail::gemm_into(c.unsqueeze(0), a.unsqueeze(0), b.unsqueeze(0), T(1), T(0));
+    detail::gemm_into(c.unsqueeze(0), a.detach().unsqueeze(0), b.detach().unsqueeze(0), T(1), T(0));
+    detail::record_product(c, "matmul", a, b);
     return c;
 }
 
@@ -252,7 +262,9 @@ Tensor<T, 3, D> matmul(const Tensor<T, 3, D>& a, const Tensor<T, 3, D>& b) {
                "matmul: shapes ", a.shape(), " and ", b.shape(),
                " cannot be multiplied (batches must be equal or 1, and columns of the first equal rows of "
                "the second)");
-    return detail::matmul3(a, b);
+    auto c = detail::matmul3(a.detach(), b.detach());
+    detail::record_product(c, "matmul", a, b);
+    return c;
 }
 
 // [B, M, K] x [K, N] -> [B, M, N]: one matrix applied to every batch (torch.matmul's broadcast).
@@ -260,7 +272,9 @@ template <Element T, Device D>
 Tensor<T, 3, D> matmul(const Tensor<T, 3, D>& a, const Tensor<T, 2, D>& b) {
     WEFT_CHECK(a.size(2) == b.size(0), "matmul: shapes ", a.shape(), " and ", b.shape(),
                " cannot be multiplied (", a.size(2), " columns against ", b.size(0), " rows)");
-    return detail::matmul3(a, b.unsqueeze(0));
+    auto c = detail::matmul3(a.detach(), b.detach().unsqueeze(0));
+    detail::record_product(c, "matmul", a, b);
+    return c;
 }
 
 // [M, K] x [B, K, N] -> [B, M, N]
@@ -268,7 +282,9 @@ template <Element T, Device D>
 Tensor<T, 3, D> matmul(const Tensor<T, 2, D>& a, const Tensor<T, 3, D>& b) {
     WEFT_CHECK(a.size(1) == b.size(1), "matmul: shapes ", a.shape(), " and ", b.shape(),
                " cannot be multiplied (", a.size(1), " columns against ", b.size(1), " rows)");
-    return detail::matmul3(a.unsqueeze(0), b);
+    auto c = detail::matmul3(a.detach().unsqueeze(0), b.detach());
+    detail::record_product(c, "matmul", a, b);
+    return c;
 }
 
 // Anything else: one readable error instead of a list of rejected overloads.
@@ -286,7 +302,9 @@ Tensor<T, 3, D> bmm(const Tensor<T, 3, D>& a, const Tensor<T, 3, D>& b) {
     WEFT_CHECK(
         a.size(0) == b.size(0) && a.size(2) == b.size(1), "bmm: shapes ", a.shape(), " and ", b.shape(),
         " cannot be multiplied (batches must be equal, and columns of the first equal rows of the second)");
-    return detail::matmul3(a, b);
+    auto c = detail::matmul3(a.detach(), b.detach());
+    detail::record_product(c, "bmm", a, b);
+    return c;
 }
 
 template <class A, class B>
@@ -323,9 +341,20 @@ Tensor<T, R, D> linear(const Tensor<T, R, D>& x, const Tensor<T, 2, D>& weight,
     ys[R - 1] = out;
     auto y = Tensor<T, R, D>::empty(ys);
     if (y.numel() == 0) return y;
-    if (bias.defined()) assign_expression(y, bias);  // the GEMM adds x·weightᵀ to it (beta = 1)
-    detail::gemm_into(detail::as_rows3(y), detail::as_rows3(x), weight.t().unsqueeze(0), T(1),
+    if (bias.defined()) assign_expression(y, bias.detach());  // the GEMM adds x·weightᵀ to it (beta = 1)
+    detail::gemm_into(detail::as_rows3(y), detail::as_rows3(x.detach()), weight.detach().t().unsqueeze(0), T(1),
                       bias.defined() ? T(1) : T(0));
+    if (needs_grad(x, weight, bias))
+        record(
+            y, "linear",
+            [x, weight, bias](const Tensor<T, R, D>& g) {
+                auto grads = linear_backward(g, x.detach(), weight.detach(), bias.requires_grad(), x.requires_grad(),
+                                             weight.requires_grad());
+                accumulate_grad(x, grads.grad_x);
+                accumulate_grad(weight, grads.grad_w);
+                if (bias.defined()) accumulate_grad(bias, grads.grad_b);
+            },
+            x, weight, bias);
     return y;
 }
 
@@ -421,5 +450,22 @@ LinearGrads<T, R, D> linear_backward(const Tensor<T, R, D>& grad_out, const Tens
     if (has_bias) grads.grad_b = sum(g2, {0});  // db = dy summed over every row
     return grads;
 }
+
+namespace detail {
+
+template <class T, int RC, int RA, int RB, Device D>
+void record_product(Tensor<T, RC, D>& c, const char* name, const Tensor<T, RA, D>& a, const Tensor<T, RB, D>& b) {
+    if (!needs_grad(a, b)) return;
+    record(
+        c, name,
+        [a, b](const Tensor<T, RC, D>& g) {
+            auto grads = matmul_backward(g, a.detach(), b.detach(), a.requires_grad(), b.requires_grad());
+            accumulate_grad(a, grads.grad_a);
+            accumulate_grad(b, grads.grad_b);
+        },
+        a, b);
+}
+
+}  // namespace detail
 
 }  // namespace weft

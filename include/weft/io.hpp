@@ -1,0 +1,4 @@
+// weft/io.hpp: checkpoints and tensor files.
+#pragma once
+
+#include "io/safetensors.hpp"
