@@ -9,4 +9,6 @@
 #include "expr.hpp"
 #include "autograd.hpp"
 #include "io.hpp"
+#include "nn.hpp"
 #include "ops.hpp"
+#include "optim.hpp"

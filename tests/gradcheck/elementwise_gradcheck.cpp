@@ -14,7 +14,7 @@ T2 signed_values(int r, int c) { return eval(T2::rand({r, c}) * 2.0 - 1.0); }
 }  // namespace
 
 #define UNARY_GRADCHECK(fname, input)                                                      \
-    TEST_CASE("gradcheck " #fname) {                                                       \
+    TEST_CASE("gradcheck " #fname, "[gradcheck]") {                                                     \
         WEFT_CHECK_GRADIENT([](const T2& x) { return eval(fname(x)); }, input);            \
     }
 
@@ -34,17 +34,17 @@ UNARY_GRADCHECK(reciprocal, positive(3, 4))
 UNARY_GRADCHECK(abs, positive(3, 4))
 UNARY_GRADCHECK(relu, positive(3, 4))
 
-TEST_CASE("gradcheck arithmetic with broadcasting") {
+TEST_CASE("gradcheck arithmetic with broadcasting", "[gradcheck]") {
     WEFT_CHECK_GRADIENT([](const T2& a, const Tensor<double, 1>& b) { return eval((a - b) * a / (b + 3.0)); },
                         signed_values(3, 4), Tensor<double, 1>::rand({4}));
 }
 
-TEST_CASE("gradcheck pow, maximum and minimum") {
+TEST_CASE("gradcheck pow, maximum and minimum", "[gradcheck]") {
     WEFT_CHECK_GRADIENT([](const T2& a, const T2& b) { return eval(pow(a, b) + maximum(a, b) - minimum(a, 2.0 * b)); },
                         positive(3, 4), positive(3, 4));
 }
 
-TEST_CASE("gradcheck where and casts") {
+TEST_CASE("gradcheck where and casts", "[gradcheck]") {
     // The float round trip rounds b to 24 bits: a wider step keeps that rounding out of the
     // difference quotient (the branch is linear in b, so the step adds no truncation error).
     GradcheckOptions wide;
@@ -55,22 +55,22 @@ TEST_CASE("gradcheck where and casts") {
         signed_values(3, 4), signed_values(3, 4));
 }
 
-TEST_CASE("gradcheck sum and mean over axes") {
+TEST_CASE("gradcheck sum and mean over axes", "[gradcheck]") {
     WEFT_CHECK_GRADIENT([](const Tensor<double, 3>& x) { return eval(sum(x * x, {0, 2}) + mean(x, {0, 2})); },
                         Tensor<double, 3>::randn({2, 3, 4}));
 }
 
-TEST_CASE("gradcheck max and min over an axis") {
+TEST_CASE("gradcheck max and min over an axis", "[gradcheck]") {
     WEFT_CHECK_GRADIENT([](const T2& x) { return eval(max(x, 1) - min(x, {0}, keepdim).reshape(4)); },
                         T2::randn({4, 4}));
 }
 
-TEST_CASE("gradcheck var with and without correction") {
+TEST_CASE("gradcheck var with and without correction", "[gradcheck]") {
     WEFT_CHECK_GRADIENT([](const T2& x) { return eval(var(x, {1}) + var(x, {1}, keepdim, 0).reshape(3)); },
                         T2::randn({3, 5}));
 }
 
-TEST_CASE("gradcheck views: permute, slice, select, expand, reshape") {
+TEST_CASE("gradcheck views: permute, slice, select, expand, reshape", "[gradcheck]") {
     WEFT_CHECK_GRADIENT(
         [](const Tensor<double, 3>& x) {
             auto y = x.permute(2, 0, 1).slice(0, 1, 4, 2);       // [2, 2, 3]
@@ -80,7 +80,7 @@ TEST_CASE("gradcheck views: permute, slice, select, expand, reshape") {
         Tensor<double, 3>::randn({2, 3, 4}));
 }
 
-TEST_CASE("gradcheck matmul, all rank pairs") {
+TEST_CASE("gradcheck matmul, all rank pairs", "[gradcheck]") {
     using T3 = Tensor<double, 3>;
     WEFT_CHECK_GRADIENT([](const T2& a, const T2& b) { return matmul(a, b); }, T2::randn({3, 4}), T2::randn({4, 2}));
     WEFT_CHECK_GRADIENT([](const T3& a, const T3& b) { return matmul(a, b); }, T3::randn({2, 3, 4}),
@@ -91,13 +91,13 @@ TEST_CASE("gradcheck matmul, all rank pairs") {
                         T3::randn({2, 4, 2}));
 }
 
-TEST_CASE("gradcheck bmm") {
+TEST_CASE("gradcheck bmm", "[gradcheck]") {
     using T3 = Tensor<double, 3>;
     WEFT_CHECK_GRADIENT([](const T3& a, const T3& b) { return bmm(a, b.transpose(1, 2)); }, T3::randn({2, 3, 4}),
                         T3::randn({2, 5, 4}));
 }
 
-TEST_CASE("gradcheck linear with and without bias") {
+TEST_CASE("gradcheck linear with and without bias", "[gradcheck]") {
     using T3 = Tensor<double, 3>;
     WEFT_CHECK_GRADIENT([](const T3& x, const T2& w, const Tensor<double, 1>& b) { return linear(x, w, b); },
                         T3::randn({2, 3, 4}), T2::randn({5, 4}), Tensor<double, 1>::randn({5}));

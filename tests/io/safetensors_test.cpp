@@ -201,7 +201,7 @@ TEST_CASE("safetensors: non-contiguous sources are written dense", "[io]") {
     const fs::path p = dir / "views.safetensors";
     {
         // The refs outlive every tensor they were made from: each keeps its elements alive.
-        std::vector<TensorRef> refs;
+        std::vector<SafetensorsEntry> refs;
         {
             auto tmp = make<float, 2>({2, 2}, 9);
             refs.emplace_back("tmp_t", tmp.t());
@@ -240,7 +240,7 @@ TEST_CASE("safetensors: metadata and unusual names round-trip", "[io]") {
     const auto a = make<float, 1>({3});
     const std::vector<std::string> names = {"encoder.layers.0.attn.in_proj_weight", "with \"quotes\"",
                                             "back\\slash", "sp ace", "\xc3\xbcnicode", ""};
-    std::vector<TensorRef> refs;
+    std::vector<SafetensorsEntry> refs;
     for (const auto& n : names) refs.emplace_back(n, a);
     const fs::path p = dir / "meta.safetensors";
     save_safetensors(p, refs, meta);
@@ -256,7 +256,7 @@ TEST_CASE("safetensors: metadata and unusual names round-trip", "[io]") {
 TEST_CASE("safetensors: large tensors and many small ones", "[io]") {
     TempDir dir;
     const auto big = make<float, 2>({1024, 1100});  // > 4 MiB: written past the buffer
-    std::vector<TensorRef> refs{{"big", big}};
+    std::vector<SafetensorsEntry> refs{{"big", big}};
     std::vector<Tensor<std::int32_t, 1>> small;
     for (int i = 0; i < 300; ++i) small.push_back(make<std::int32_t, 1>({i % 7 + 1}, std::size_t(i)));
     for (int i = 0; i < 300; ++i) refs.emplace_back("small." + std::to_string(i), small[std::size_t(i)]);
@@ -666,12 +666,12 @@ TEST_CASE("safetensors: save refuses bad entries and writes nothing", "[io]") {
     REQUIRE_THROWS_WITH(save_safetensors(p, {}, {{"k", "\xc3"}}),
                         Contains(p.string()) && Contains("metadata key 'k' or its value is not valid UTF-8"));
     const float raw[3] = {1, 2, 3};
-    REQUIRE_THROWS_WITH(save_safetensors(p, {TensorRef("raw", DType::f32, {2, 2}, raw, sizeof raw)}),
+    REQUIRE_THROWS_WITH(save_safetensors(p, {SafetensorsEntry("raw", DType::f32, {2, 2}, raw, sizeof raw)}),
                         Contains(p.string()) &&
                             Contains("tensor 'raw': 12 bytes given, but shape [2, 2] of float32 needs 16"));
-    REQUIRE_THROWS_WITH(save_safetensors(p, {TensorRef("neg", DType::f32, {-1, 2}, raw, 0)}),
+    REQUIRE_THROWS_WITH(save_safetensors(p, {SafetensorsEntry("neg", DType::f32, {-1, 2}, raw, 0)}),
                         Contains("tensor 'neg': negative extent in shape [-1, 2]"));
-    REQUIRE_THROWS_WITH(save_safetensors(p, {TensorRef("big", DType::f64, {index_t(1) << 62, 8}, raw, 0)}),
+    REQUIRE_THROWS_WITH(save_safetensors(p, {SafetensorsEntry("big", DType::f64, {index_t(1) << 62, 8}, raw, 0)}),
                         Contains("tensor 'big': 0 bytes given") && Contains("needs more than 2^64"));
     Tensor<float, 2> undefined;
     REQUIRE_THROWS_WITH(save_safetensors(p, {{"u", undefined}}),
@@ -680,7 +680,7 @@ TEST_CASE("safetensors: save refuses bad entries and writes nothing", "[io]") {
     CHECK(!fs::exists(dir / "out.safetensors.tmp"));
 
     // Raw bytes that are right are written as given.
-    save_safetensors(p, {TensorRef("raw", DType::f32, {3}, raw, sizeof raw)});
+    save_safetensors(p, {SafetensorsEntry("raw", DType::f32, {3}, raw, sizeof raw)});
     CHECK(SafetensorsFile::open(p).get<float, 1>("raw")(2) == 3.0f);
 }
 

@@ -454,7 +454,7 @@ private:
 // A named, dense, row-major view of tensor bytes to write: what save_safetensors takes. Made
 // from any CPU tensor (a non-contiguous one is copied into a dense tensor that this keeps alive),
 // or from raw bytes for callers with their own buffers (then they keep `data` alive).
-struct TensorRef {
+struct SafetensorsEntry {
     std::string name;
     DType dtype = DType::f32;
     std::vector<index_t> shape;
@@ -463,12 +463,12 @@ struct TensorRef {
     Storage<Cpu> keep;  // the elements' storage (a dense copy if the tensor was strided), kept alive
     bool undefined = false;  // made from an undefined (default-constructed) tensor: save refuses it
 
-    TensorRef(std::string name_, DType dtype_, std::vector<index_t> shape_, const void* data_,
+    SafetensorsEntry(std::string name_, DType dtype_, std::vector<index_t> shape_, const void* data_,
               std::size_t nbytes_)
         : name(std::move(name_)), dtype(dtype_), shape(std::move(shape_)), data(data_), nbytes(nbytes_) {}
 
     template <Element T, int Rank, Device D>
-    TensorRef(std::string name_, const Tensor<T, Rank, D>& t) : name(std::move(name_)), dtype(dtype_of<T>) {
+    SafetensorsEntry(std::string name_, const Tensor<T, Rank, D>& t) : name(std::move(name_)), dtype(dtype_of<T>) {
         static_assert(std::same_as<D, Cpu>,
                       "weft: save_safetensors writes host memory; copy a CUDA tensor with .to<Cpu>() first");
         if (!t.defined()) {  // reported by save_safetensors, which knows the path
@@ -534,16 +534,16 @@ private:
 // its element size; the header is padded with spaces to a multiple of 8 bytes. Any error throws
 // weft::Error naming the path (and tensor), removes the temporary file, and leaves a previous
 // file at `path` untouched.
-inline void save_safetensors(const std::filesystem::path& path, const std::vector<TensorRef>& tensors,
+inline void save_safetensors(const std::filesystem::path& path, const std::vector<SafetensorsEntry>& tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
     namespace st = detail::safetensors;
     namespace json = detail::json;
     const std::string where = "save_safetensors(" + st::quoted(path) + ")";
 
     // Check everything and build the header before touching the disk.
-    std::vector<const TensorRef*> order;
+    std::vector<const SafetensorsEntry*> order;
     order.reserve(tensors.size());
-    for (const TensorRef& t : tensors) {
+    for (const SafetensorsEntry& t : tensors) {
         const std::string tensor = where + ": tensor '" + t.name + "'";
         WEFT_CHECK(!t.undefined, tensor, " is undefined (a default-constructed tensor)");
         WEFT_CHECK(t.name != "__metadata__", tensor, ": the name is reserved for the metadata");
@@ -565,13 +565,13 @@ inline void save_safetensors(const std::filesystem::path& path, const std::vecto
     for (const auto& [k, v] : metadata)
         WEFT_CHECK(json::valid_utf8(k) && json::valid_utf8(v), where, ": metadata key '", k,
                    "' or its value is not valid UTF-8");
-    std::sort(order.begin(), order.end(), [](const TensorRef* a, const TensorRef* b) {
+    std::sort(order.begin(), order.end(), [](const SafetensorsEntry* a, const SafetensorsEntry* b) {
         const int ra = st::code_of(a->dtype).rank, rb = st::code_of(b->dtype).rank;
         return ra != rb ? ra > rb : a->name < b->name;
     });
     {
         std::vector<std::string_view> names;
-        for (const TensorRef* t : order) names.push_back(t->name);
+        for (const SafetensorsEntry* t : order) names.push_back(t->name);
         std::sort(names.begin(), names.end());
         const auto dup = std::adjacent_find(names.begin(), names.end());
         WEFT_CHECK(dup == names.end(), where, ": duplicate tensor '", dup == names.end() ? "" : *dup, "'");
@@ -591,7 +591,7 @@ inline void save_safetensors(const std::filesystem::path& path, const std::vecto
         header += '}';
     }
     std::uint64_t offset = 0;
-    for (const TensorRef* t : order) {
+    for (const SafetensorsEntry* t : order) {
         if (header.size() > 1) header += ',';
         json::write_string(header, t->name);
         header += ":{\"dtype\":\"";

@@ -1,0 +1,3 @@
+// weft/optim.hpp: optimizers, parameter groups, learning-rate schedules, gradient clipping.
+#pragma once
+
