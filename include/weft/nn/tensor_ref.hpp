@@ -28,6 +28,8 @@ public:
     TensorRef(Tensor<T, R, D>& t) : ptr_(&t), rank_(R) {}  // NOLINT: implicit by design
 
     bool valid() const { return ptr_ != nullptr; }
+    // The referenced Tensor object (identity: two refs to one member compare equal).
+    const void* address() const { return ptr_; }
     int rank() const { return rank_; }
     bool defined() const {
         return visit([](const auto& t) { return t.defined(); });
