@@ -3,3 +3,7 @@
 #pragma once
 
 #include "ops/matmul.hpp"
+#include "ops/conv2d.hpp"
+#include "ops/conv_transpose2d.hpp"
+#include "ops/pool.hpp"
+#include "ops/interpolate.hpp"
