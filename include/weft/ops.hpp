@@ -7,3 +7,4 @@
 #include "ops/conv_transpose2d.hpp"
 #include "ops/pool.hpp"
 #include "ops/interpolate.hpp"
+#include "ops/attention.hpp"

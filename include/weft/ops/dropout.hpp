@@ -1,0 +1,235 @@
+// weft/ops/dropout.hpp: dropout and stochastic depth (drop path), forward and backward.
+//
+//   auto y = dropout(x, 0.1, training);                    // zeroes 10% of the elements, scales the rest
+//   auto z = dropout(x, 0.1, training, gen);               // from a Generator of your own
+//   auto h = drop_path(x, 0.1, training);                  // x [N, ...]: drops whole samples
+//   auto s = drop_path(x, 0.1, training, gen, 1);          // x [L, N, C]: the samples are axis 1
+//   auto f = dropout_forward(x, 0.1, gen);                 // y and the keep mask
+//   auto gx = dropout_backward(g, f.mask, 0.1);
+//
+// Inverted dropout, as torch.nn.functional.dropout: each element is kept with probability
+// 1 - p and then scaled by 1 / (1 - p), so the expectation is unchanged and evaluation is the
+// identity. `training == false` or p == 0 returns x itself; p == 1 gives zeros.
+//
+// drop_path is timm's stochastic depth: one keep/drop decision per sample, applied to all of
+// that sample's elements, kept samples scaled by 1 / (1 - p). timm works on batch-first
+// tensors; `sample_axis` names the batch axis for other layouts (1 for sequence-first
+// [L, N, C] transformer activations), so the decisions stay per sample, not per token.
+//
+// The decisions come from the counter-based Philox generator (core/philox.hpp): element i is
+// kept when the i-th uniform float of the generator's stream is below 1 - p, i.e. the mask is
+// exactly `Tensor<float, R>::rand(x.shape(), gen) < 1 - p` taken from the same position of
+// the stream. Results are reproducible from the seed on any number of threads, and each call
+// advances the generator past the numbers it used. The mask (bool, one byte per element, or
+// one per sample) is what the backward saves: g_x = g * mask / (1 - p).
+#pragma once
+
+#include <algorithm>
+#include <concepts>
+#include <cstdint>
+
+#include "../autograd/tape.hpp"
+#include "../core/philox.hpp"
+#include "../core/tensor.hpp"
+#include "../expr.hpp"
+#include "cpu/lanes.hpp"
+
+namespace weft {
+
+template <Element T, int R, Device D = Cpu>
+struct DropoutForward {
+    Tensor<T, R, D> y;
+    Tensor<bool, R, D> mask;  // true where the element was kept
+};
+
+template <Element T, int R, Device D = Cpu>
+struct DropPathForward {
+    Tensor<T, R, D> y;
+    Tensor<bool, 1, D> keep;  // [samples]: true where the sample was kept
+};
+
+namespace detail {
+
+inline void check_drop_probability(const char* op, double p) {
+    WEFT_CHECK(p >= 0.0 && p <= 1.0, op, ": drop probability must be in [0, 1], got ", p);
+}
+
+// The factor applied to kept elements.
+inline double keep_scale(double p) { return p < 1.0 ? 1.0 / (1.0 - p) : 0.0; }
+
+// keep[i] = (uniform float i of the stream at `base`) < 1 - p, for i in [0, n): the numbers
+// Uniform<float> (and so Tensor<float>::rand) draws there, one Philox block per four.
+inline void draw_keep_mask(bool* keep, index_t n, double p, std::uint64_t key, std::uint64_t base) {
+    const double keep_probability = 1.0 - p;
+    const index_t blocks = (n + 3) / 4;
+    parallel_for(0, blocks, kParallelGrain / 4, [&](index_t b0, index_t b1) {
+        for (index_t blk = b0; blk < b1; ++blk) {
+            const PhiloxBlock r = philox4x32_10(base + std::uint64_t(blk), 0, key);
+            for (int lane = 0; lane < 4; ++lane) {
+                const index_t i = blk * 4 + lane;
+                if (i < n) keep[i] = double(random::uniform_float(r.w[lane])) < keep_probability;
+            }
+        }
+    });
+}
+
+// out = x * (keep ? scale : 0), element-wise over dense arrays.
+template <class T>
+void apply_mask(const T* X, const bool* keep, T* out, index_t n, double scale) {
+    using Acc = compute_t<T>;
+    const Acc s = Acc(scale);
+    parallel_for(0, n, kParallelGrain, [&](index_t b, index_t e) {
+        for (index_t i = b; i < e; ++i) out[i] = convert<T>(keep[i] ? convert<Acc>(X[i]) * s : Acc(0));
+    });
+}
+
+// out = x * (keep[k] ? scale : 0) for element (o, k, j) of a dense [outer, samples, inner] split.
+template <class T>
+void apply_sample_mask(const T* X, const bool* keep, T* out, const AxisSplit& sp, double scale) {
+    using Acc = compute_t<T>;
+    const Acc s = Acc(scale);
+    const index_t inner = sp.inner;
+    const index_t grain = std::max<index_t>(1, kParallelGrain / std::max<index_t>(inner, 1));
+    parallel_for(0, sp.outer * sp.n, grain, [&](index_t b, index_t e) {
+        for (index_t seg = b; seg < e; ++seg) {
+            const T* x = X + seg * inner;
+            T* y = out + seg * inner;
+            if (keep[seg % sp.n]) {
+                for (index_t j = 0; j < inner; ++j) y[j] = convert<T>(convert<Acc>(x[j]) * s);
+            } else {
+                std::fill(y, y + inner, T(0));
+            }
+        }
+    });
+}
+
+}  // namespace detail
+
+// ---- dropout -------------------------------------------------------------------------------
+
+// Draws the mask and applies it (not recorded on the tape; dropout records).
+template <Element T, int R, Device D>
+DropoutForward<T, R, D> dropout_forward(const Tensor<T, R, D>& x, double p, Generator& gen = default_generator()) {
+    static_assert(FloatingElement<T>, "weft: dropout needs a floating-point tensor");
+    detail::check_drop_probability("dropout", p);
+    DropoutForward<T, R, D> out;
+    out.y = Tensor<T, R, D>::empty(x.shape());
+    out.mask = Tensor<bool, R, D>::empty(x.shape());
+    if constexpr (std::same_as<D, Cpu>) {
+        const index_t n = x.numel();
+        if (p >= 1.0) {  // everything dropped: no numbers needed
+            std::fill(out.mask.data(), out.mask.data() + n, false);
+        } else {
+            const std::uint64_t base = gen.advance(random::Uniform<float>::blocks(std::uint64_t(n)));
+            detail::draw_keep_mask(out.mask.data(), n, p, gen.seed, base);
+        }
+        const auto xc = x.detach().contiguous();
+        detail::apply_mask(xc.data(), out.mask.data(), out.y.data(), n, detail::keep_scale(p));
+    } else {
+        static_assert(std::same_as<D, Cpu>, "weft: dropout on CUDA comes with the CUDA kernels");
+    }
+    return out;
+}
+
+// The gradient of sum(grad_out * dropout(x)) given the forward's mask: grad_out * mask / (1 - p).
+template <Element T, int R, Device D>
+Tensor<T, R, D> dropout_backward(const Tensor<T, R, D>& grad_out, const Tensor<bool, R, D>& mask, double p) {
+    detail::check_drop_probability("dropout_backward", p);
+    WEFT_CHECK(grad_out.shape() == mask.shape(), "dropout_backward: grad_out of shape ", grad_out.shape(),
+               " does not match the mask of shape ", mask.shape());
+    auto gx = Tensor<T, R, D>::empty(grad_out.shape());
+    if constexpr (std::same_as<D, Cpu>) {
+        const auto gc = grad_out.detach().contiguous();
+        const auto mc = mask.contiguous();
+        detail::apply_mask(gc.data(), mc.data(), gx.data(), gx.numel(), detail::keep_scale(p));
+    } else {
+        static_assert(std::same_as<D, Cpu>, "weft: dropout_backward on CUDA comes with the CUDA kernels");
+    }
+    return gx;
+}
+
+// Zeroes each element with probability p and scales the others by 1 / (1 - p) when training;
+// returns x itself when not training or p == 0.
+template <Element T, int R, Device D>
+Tensor<T, R, D> dropout(const Tensor<T, R, D>& x, double p, bool training, Generator& gen = default_generator()) {
+    detail::check_drop_probability("dropout", p);
+    if (!training || p == 0.0) return x;
+    auto f = dropout_forward(x.detach(), p, gen);
+    if (needs_grad(x))
+        record(
+            f.y, "dropout",
+            [x, mask = f.mask, p](const Tensor<T, R, D>& g) { accumulate_grad(x, dropout_backward(g, mask, p)); },
+            x);
+    return f.y;
+}
+
+// ---- drop path ------------------------------------------------------------------------------
+
+// Draws one decision per index of `sample_axis` and applies it (not recorded; drop_path records).
+template <Element T, int R, Device D>
+DropPathForward<T, R, D> drop_path_forward(const Tensor<T, R, D>& x, double p, Generator& gen = default_generator(),
+                                           int sample_axis = 0) {
+    static_assert(FloatingElement<T>, "weft: drop_path needs a floating-point tensor");
+    static_assert(R >= 1, "weft: drop_path needs a tensor of rank 1 or more (an axis of samples)");
+    detail::check_drop_probability("drop_path", p);
+    WEFT_CHECK(sample_axis >= -R && sample_axis < R, "drop_path: sample_axis ", sample_axis,
+               " is out of range for input of shape ", x.shape());
+    const auto split = detail::split_at_axis(x.shape(), sample_axis);
+    DropPathForward<T, R, D> out;
+    out.y = Tensor<T, R, D>::empty(x.shape());
+    out.keep = Tensor<bool, 1, D>::empty({split.n});
+    if constexpr (std::same_as<D, Cpu>) {
+        if (p >= 1.0) {
+            std::fill(out.keep.data(), out.keep.data() + split.n, false);
+        } else {
+            const std::uint64_t base = gen.advance(random::Uniform<float>::blocks(std::uint64_t(split.n)));
+            detail::draw_keep_mask(out.keep.data(), split.n, p, gen.seed, base);
+        }
+        const auto xc = x.detach().contiguous();
+        detail::apply_sample_mask(xc.data(), out.keep.data(), out.y.data(), split, detail::keep_scale(p));
+    } else {
+        static_assert(std::same_as<D, Cpu>, "weft: drop_path on CUDA comes with the CUDA kernels");
+    }
+    return out;
+}
+
+// The gradient of sum(grad_out * drop_path(x)) given the forward's per-sample decisions.
+template <Element T, int R, Device D>
+Tensor<T, R, D> drop_path_backward(const Tensor<T, R, D>& grad_out, const Tensor<bool, 1, D>& keep, double p,
+                                   int sample_axis = 0) {
+    detail::check_drop_probability("drop_path_backward", p);
+    WEFT_CHECK(sample_axis >= -R && sample_axis < R, "drop_path_backward: sample_axis ", sample_axis,
+               " is out of range for grad_out of shape ", grad_out.shape());
+    const auto split = detail::split_at_axis(grad_out.shape(), sample_axis);
+    WEFT_CHECK(keep.size(0) == split.n, "drop_path_backward: ", keep.size(0), " decisions for ", split.n,
+               " samples along axis ", sample_axis, " of grad_out of shape ", grad_out.shape());
+    auto gx = Tensor<T, R, D>::empty(grad_out.shape());
+    if constexpr (std::same_as<D, Cpu>) {
+        const auto gc = grad_out.detach().contiguous();
+        const auto kc = keep.contiguous();
+        detail::apply_sample_mask(gc.data(), kc.data(), gx.data(), split, detail::keep_scale(p));
+    } else {
+        static_assert(std::same_as<D, Cpu>, "weft: drop_path_backward on CUDA comes with the CUDA kernels");
+    }
+    return gx;
+}
+
+// Drops whole samples (indices along `sample_axis`) with probability p and scales the others
+// by 1 / (1 - p) when training; returns x itself when not training or p == 0.
+template <Element T, int R, Device D>
+Tensor<T, R, D> drop_path(const Tensor<T, R, D>& x, double p, bool training, Generator& gen = default_generator(),
+                          int sample_axis = 0) {
+    detail::check_drop_probability("drop_path", p);
+    if (!training || p == 0.0) return x;
+    auto f = drop_path_forward(x.detach(), p, gen, sample_axis);
+    if (needs_grad(x))
+        record(
+            f.y, "drop_path",
+            [x, keep = f.keep, p, sample_axis](const Tensor<T, R, D>& g) {
+                accumulate_grad(x, drop_path_backward(g, keep, p, sample_axis));
+            },
+            x);
+    return f.y;
+}
+
+}  // namespace weft
