@@ -13,8 +13,9 @@
 // registered next to each other so that a run compares them under the same machine load.
 //
 // libtorch at its best: at::set_num_threads(<cores>) and the OpenMP build of OpenBLAS selected
-// with update-alternatives (docs/performance.md, "GEMM versus libtorch", says how). Run e.g.
-//   weft-bench --benchmark_filter=matmul --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+// with update-alternatives (docs/performance.md, "GEMM versus libtorch", says how). Each case
+// runs five repetitions and reports their mean, median, stddev and cv; compare the medians:
+//   weft-bench --benchmark_filter=matmul
 #include <benchmark/benchmark.h>
 
 #include <array>
@@ -101,9 +102,15 @@ void libtorch_matmul_new(benchmark::State& state, Dims d) {
 }
 #endif
 
+// Five repetitions per case, reported as aggregates: on a shared machine one measurement is
+// the noise of the neighbours (±15% here), the median of five is the code's cost.
 template <class F>
 void add(const std::string& name, F f, const Dims& d) {
-    benchmark::RegisterBenchmark(name.c_str(), f, d)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(name.c_str(), f, d)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->Repetitions(5)
+        ->ReportAggregatesOnly(true);
 }
 
 const bool registered = [] {
