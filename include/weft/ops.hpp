@@ -3,6 +3,10 @@
 #pragma once
 
 #include "ops/matmul.hpp"
+#include "ops/embedding.hpp"
+#include "ops/gather.hpp"
+#include "ops/join.hpp"
+#include "ops/cross_entropy.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/conv_transpose2d.hpp"
 #include "ops/pool.hpp"
