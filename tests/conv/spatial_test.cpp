@@ -247,3 +247,18 @@ TEST_CASE("spatial op errors name the op and the shapes", "[conv]") {
     REQUIRE_THROWS_WITH(interpolate(x, std::array<double, 2>{-1.0, 1.0}, Interpolation::bilinear),
                         Contains("must be positive and finite"));
 }
+
+TEST_CASE("the example of docs/ops-spatial.md", "[conv]") {
+    auto x = Tensor<float, 4>::randn({2, 3, 32, 32});                      // [N, C, H, W]
+    auto w = Tensor<float, 4>::randn({16, 3, 3, 3});                       // [O, C, kh, kw]
+    auto b = Tensor<float, 1>::zeros({16});
+    auto y = conv2d(x, w, b, {.stride = {2, 2}, .padding = {1, 1}});       // [2, 16, 16, 16]
+    auto p = max_pool2d(y, {.kernel = {2, 2}});                            // [2, 16, 8, 8]
+    auto u = interpolate(p, std::array<index_t, 2>{32, 32}, Interpolation::bilinear);  // [2, 16, 32, 32]
+    auto t = conv_transpose2d(y, Tensor<float, 4>::randn({16, 8, 4, 4}), {},
+                              {.stride = {2, 2}, .padding = {1, 1}});      // [2, 8, 32, 32]
+    CHECK(y.shape() == Shape<4>{2, 16, 16, 16});
+    CHECK(p.shape() == Shape<4>{2, 16, 8, 8});
+    CHECK(u.shape() == Shape<4>{2, 16, 32, 32});
+    CHECK(t.shape() == Shape<4>{2, 8, 32, 32});
+}
