@@ -1,0 +1,101 @@
+// weft/optim/adamw.hpp: Adam with decoupled weight decay, as torch.optim.AdamW.
+//
+//   AdamW<float> opt(groups, {.lr = 1e-4, .weight_decay = 1e-4});
+//
+// Per parameter p with gradient g at its step t (counted per parameter: a parameter skipped for
+// want of a gradient does not advance), in torch's order of operations (torch 1.13
+// _single_tensor_adamw):
+//   p = p * (1 - lr * weight_decay)                       (decoupled: not part of the moments)
+//   m = beta1 * m + (1 - beta1) * g
+//   v = beta2 * v + (1 - beta2) * g * g
+//   v_max = max(v_max, v)  and use v_max below           (amsgrad)
+//   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// with lr and weight_decay those of p's group. The whole update is one pass over p's elements,
+// reading and writing p, m, v (and v_max) once each.
+#pragma once
+
+#include <cmath>
+#include <concepts>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "optimizer.hpp"
+
+namespace weft::optim {
+
+struct AdamWOptions {  // torch's defaults
+    double lr = 1e-3;
+    std::pair<double, double> betas = {0.9, 0.999};
+    double eps = 1e-8;
+    double weight_decay = 1e-2;
+    bool amsgrad = false;
+};
+
+template <Element T, Device D = Cpu>
+class AdamW final : public Optimizer<T, D> {
+    using Base = Optimizer<T, D>;
+
+public:
+    using typename Base::Flat;
+    using typename Base::Group;
+    using typename Base::State;
+
+    explicit AdamW(std::vector<ParamGroup<T, D>> groups, const AdamWOptions& o = {})
+        : Base(std::move(groups), o.lr, o.weight_decay), o_(o) {
+        WEFT_CHECK(o.eps >= 0, "AdamW: eps ", o.eps, " is negative");
+        WEFT_CHECK(o.betas.first >= 0 && o.betas.first < 1 && o.betas.second >= 0 && o.betas.second < 1,
+                   "AdamW: betas (", o.betas.first, ", ", o.betas.second, ") must lie in [0, 1)");
+    }
+    explicit AdamW(std::vector<NamedTensor<T, D>> params, const AdamWOptions& o = {})
+        : AdamW(Base::one_group(std::move(params)), o) {}
+
+    std::string name() const override { return "AdamW"; }
+    std::vector<std::string> buffer_names() const override {
+        if (o_.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+        return {"exp_avg", "exp_avg_sq"};
+    }
+    const AdamWOptions& options() const { return o_; }
+
+protected:
+    void update(const Group& g, State& s, const Flat& param, const Flat& grad) override {
+        if constexpr (std::same_as<D, Cpu>) {
+            using C = compute_t<T>;
+            const double b1 = o_.betas.first, b2 = o_.betas.second, t = double(s.step);
+            const C decay = C(1 - g.lr * g.weight_decay);
+            const C beta1 = C(b1), one_minus_b1 = C(1 - b1), beta2 = C(b2), one_minus_b2 = C(1 - b2);
+            const C neg_step_size = C(-(g.lr / (1 - std::pow(b1, t))));
+            const C bc2_sqrt = C(std::sqrt(1 - std::pow(b2, t)));
+            const C eps = C(o_.eps);
+            const bool amsgrad = o_.amsgrad;
+            T* p = param.data();
+            const T* gr = grad.data();
+            T* m = s.buffers[0].data();
+            T* v = s.buffers[1].data();
+            T* vmax = amsgrad ? s.buffers[2].data() : nullptr;
+            detail::for_each_chunk(param.numel(), [=](index_t b, index_t e) {
+                for (index_t i = b; i < e; ++i) {
+                    const C gi = convert<C>(gr[i]);
+                    const C pi = convert<C>(convert<T>(convert<C>(p[i]) * decay));
+                    const C mi = convert<C>(convert<T>(convert<C>(m[i]) * beta1 + one_minus_b1 * gi));
+                    C vi = convert<C>(convert<T>(convert<C>(v[i]) * beta2 + one_minus_b2 * gi * gi));
+                    m[i] = convert<T>(mi);
+                    v[i] = convert<T>(vi);
+                    if (amsgrad) {
+                        vi = std::max(convert<C>(vmax[i]), vi);
+                        vmax[i] = convert<T>(vi);
+                    }
+                    const C denom = std::sqrt(vi) / bc2_sqrt + eps;
+                    p[i] = convert<T>(pi + neg_step_size * mi / denom);
+                }
+            });
+        } else {
+            static_assert(std::same_as<D, Cpu>, "weft: the AdamW step on CUDA comes with the CUDA kernels");
+        }
+    }
+
+private:
+    AdamWOptions o_;
+};
+
+}  // namespace weft::optim
