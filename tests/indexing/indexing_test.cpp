@@ -272,3 +272,28 @@ TEST_CASE("indexing errors name the index, the value and the shapes") {
     bad.weight = TD<1>::ones({4});
     CHECK_THROWS_WITH(cross_entropy(logits, Tensor<I64, 3>::zeros({2, 2, 2}), bad), Contains("3 classes"));
 }
+
+TEST_CASE("the example of docs/ops-indexing.md") {
+    auto table = Tensor<float, 2>::randn({10, 4});                        // [V, E]
+    auto ids = Tensor<std::int64_t, 2>::from({{1, 3, 3}, {0, 9, 1}});     // [B, L]
+    auto x = embedding(ids, table);                                       // [2, 3, 4]
+    auto y = gather(x, 2, Tensor<std::int64_t, 3>::zeros({2, 3, 1}));     // [2, 3, 1]
+    auto both = cat({x, x}, 1);                                           // [2, 6, 4]
+    auto parts = chunk(both, 3, 1);                                       // three [2, 2, 4] views
+    auto logits = Tensor<float, 4>::randn({2, 5, 8, 8});                  // [N, C, H, W]
+    auto labels = Tensor<std::int64_t, 3>::randint(0, 5, {2, 8, 8});      // [N, H, W]
+    CrossEntropyOptions<float> opt;
+    opt.ignore_index = 255;
+    opt.reduction = Reduction::mean_all;                                  // mmseg 0.19's default
+    auto loss = cross_entropy(logits, labels, opt);                       // rank 0
+
+    CHECK(x.shape() == Shape<3>{2, 3, 4});
+    CHECK(x(1, 1, 2) == table(9, 2));
+    CHECK(y(0, 2, 0) == table(3, 0));
+    CHECK(both.shape() == Shape<3>{2, 6, 4});
+    REQUIRE(parts.size() == 3);
+    CHECK(parts[2].shape() == Shape<3>{2, 2, 4});
+    CHECK(parts[2](1, 1, 3) == table(1, 3));
+    CHECK(std::isfinite(loss.item()));
+    CHECK(loss.item() > 0);
+}
