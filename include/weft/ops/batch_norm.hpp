@@ -277,9 +277,9 @@ BatchNormGrads<T, R, D> batch_norm_backward(const Tensor<T, R, D>& grad_out, con
                         const T* gs = G + (i * c + ch) * s;
                         const double m = mu[std::size_t(ch)];
                         double a, b;
-                        detail::lane_sum2<double>(
-                            s, [&](index_t j) { return convert<double>(gs[j]); },
-                            [&](index_t j) { return convert<double>(gs[j]) * (convert<double>(xs[j]) - m); }, a, b);
+                        detail::simd_sum2<double>(
+                            s, [](auto g, auto) { return g; }, [&](auto g, auto v) { return g * (v - m); }, a, b, gs,
+                            xs);
                         q1[ch] += a;
                         q2[ch] += b;
                     }

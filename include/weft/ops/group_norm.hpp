@@ -165,9 +165,8 @@ GroupNormGrads<T, R, D> group_norm_backward(const Tensor<T, R, D>& grad_out, con
                 const T* xs = X + r * row + k * s;
                 const T* gs = G + r * row + k * s;
                 double sg, sgd;
-                detail::lane_sum2<double>(
-                    s, [&](index_t i) { return convert<double>(gs[i]); },
-                    [&](index_t i) { return convert<double>(gs[i]) * (convert<double>(xs[i]) - mu); }, sg, sgd);
+                detail::simd_sum2<double>(
+                    s, [](auto g, auto) { return g; }, [&](auto g, auto v) { return g * (v - mu); }, sg, sgd, gs, xs);
                 sum_g[std::size_t(nc0 + k)] = sg;
                 sum_gd[std::size_t(nc0 + k)] = sgd;
                 const double wk = W ? convert<double>(W[c0 + k]) : 1.0;

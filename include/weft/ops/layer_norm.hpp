@@ -154,7 +154,6 @@ LayerNormGrads<T, R, D> layer_norm_backward(const Tensor<T, R, D>& grad_out, con
         need_w = need_w && weight.defined();
         if (need_x) grads.grad_x = Tensor<T, R, D>::empty(x.shape());
         T* GX = need_x ? grads.grad_x.data() : nullptr;
-        const bool need_wb = need_w || need_b;
         // One partial sum of the weight and bias gradients per chunk of rows.
         const index_t chunks = detail::reduction_chunks(rows, c);
         std::vector<Acc> part_w(need_w ? std::size_t(chunks * c) : 0), part_b(need_b ? std::size_t(chunks * c) : 0);
@@ -167,24 +166,31 @@ LayerNormGrads<T, R, D> layer_norm_backward(const Tensor<T, R, D>& grad_out, con
                     const T* gr = G + r * c;
                     const Acc mu = M[r], rs = RS[r];
                     if (need_x) {
-                        auto gw = [&](index_t i) {
-                            return W ? convert<Acc>(gr[i]) * convert<Acc>(W[i]) : convert<Acc>(gr[i]);
-                        };
-                        Acc sum_gw, sum_gwx;
-                        detail::lane_sum2<Acc>(
-                            c, gw, [&](index_t i) { return gw(i) * (convert<Acc>(xr[i]) - mu); }, sum_gw, sum_gwx);
-                        const Acc a = sum_gw / Acc(c), b = sum_gwx * rs * rs / Acc(c);
+                        // g_x = rstd * (gw - mean(gw) - (x - mean) * rstd² * mean(gw * (x - mean))), gw = g * w
                         T* gx = GX + r * c;
-                        for (index_t i = 0; i < c; ++i)
-                            gx[i] = convert<T>(rs * (gw(i) - a - (convert<Acc>(xr[i]) - mu) * b));
-                    }
-                    if (need_wb) {
-                        for (index_t i = 0; i < c; ++i) {
-                            const Acc g = convert<Acc>(gr[i]);
-                            if (pw) pw[i] += g * (convert<Acc>(xr[i]) - mu) * rs;
-                            if (pb) pb[i] += g;
+                        Acc sum_gw, sum_gwd;
+                        if (W) {
+                            detail::simd_sum2<Acc>(
+                                c, [](auto g, auto w, auto) { return g * w; },
+                                [&](auto g, auto w, auto v) { return g * w * (v - mu); }, sum_gw, sum_gwd, gr, W, xr);
+                            const Acc a = sum_gw / Acc(c), b = sum_gwd * rs * rs / Acc(c);
+                            for (index_t i = 0; i < c; ++i)
+                                gx[i] = convert<T>(rs * (convert<Acc>(gr[i]) * convert<Acc>(W[i]) - a -
+                                                         (convert<Acc>(xr[i]) - mu) * b));
+                        } else {
+                            detail::simd_sum2<Acc>(
+                                c, [](auto g, auto) { return g; }, [&](auto g, auto v) { return g * (v - mu); }, sum_gw,
+                                sum_gwd, gr, xr);
+                            const Acc a = sum_gw / Acc(c), b = sum_gwd * rs * rs / Acc(c);
+                            for (index_t i = 0; i < c; ++i)
+                                gx[i] = convert<T>(rs * (convert<Acc>(gr[i]) - a - (convert<Acc>(xr[i]) - mu) * b));
                         }
                     }
+                    if (pw)
+                        for (index_t i = 0; i < c; ++i)
+                            pw[i] += convert<Acc>(gr[i]) * ((convert<Acc>(xr[i]) - mu) * rs);
+                    if (pb)
+                        for (index_t i = 0; i < c; ++i) pb[i] += convert<Acc>(gr[i]);
                 }
             }
         });

@@ -36,7 +36,7 @@ void normalize_cpu(const T* X, T* Y, const AxisSplit& s, compute_t<T> eps) {
         for_each_row(s.outer, n, [&](index_t r) {
             const T* x = X + r * n;
             T* y = Y + r * n;
-            const Acc ss = lane_sum<Acc>(n, [&](index_t i) { return convert<Acc>(x[i]) * convert<Acc>(x[i]); });
+            const Acc ss = simd_sum<Acc>(n, [](auto v) { return v * v; }, x);
             const Acc inv = Acc(1) / std::max(std::sqrt(ss), eps);
             for (index_t i = 0; i < n; ++i) y[i] = convert<T>(convert<Acc>(x[i]) * inv);
         });
@@ -81,9 +81,8 @@ void normalize_backward_cpu(const T* G, const T* X, T* GX, const AxisSplit& s, c
             const T* x = X + r * n;
             T* gx = GX + r * n;
             Acc ss, dot, a, b;
-            lane_sum2<Acc>(
-                n, [&](index_t i) { return convert<Acc>(x[i]) * convert<Acc>(x[i]); },
-                [&](index_t i) { return convert<Acc>(g[i]) * convert<Acc>(x[i]); }, ss, dot);
+            simd_sum2<Acc>(
+                n, [](auto, auto xv) { return xv * xv; }, [](auto gv, auto xv) { return gv * xv; }, ss, dot, g, x);
             factors(ss, dot, a, b);
             for (index_t i = 0; i < n; ++i) gx[i] = convert<T>(a * convert<Acc>(g[i]) + b * convert<Acc>(x[i]));
         });

@@ -21,8 +21,10 @@
 //   log_softmax:  g_x = g - exp(y) * sum(g)
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <concepts>
+#include <cstdint>
 #include <limits>
 
 #include "../autograd/tape.hpp"
@@ -34,6 +36,34 @@ namespace weft {
 
 namespace detail {
 
+// exp(x) for float without a library call, so that loops over it vectorise (<cmath>'s exp does
+// not under ISO C++ flags): Cephes' expf, a rounding of x / ln 2 to n, a degree-6 polynomial
+// on the remainder and 2^n built from its bits; within about 1 ulp of std::exp on
+// [-87.3, 88.3]. Below that, -inf included, the result is exactly 0 (a masked logit contributes
+// nothing); NaN stays NaN. Larger arguments are outside its domain: softmax only passes x - max
+// <= 0. The clamp is done by masking the result's bits, because GCC will not turn a branch
+// around floating-point arithmetic into a vector select.
+WEFT_FORCE_INLINE float softmax_exp(float x) {
+    constexpr float lo = -87.33654f;  // exp(lo) = 2^-126, the smallest normal float
+    constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+    const float t = x * 1.44269504088896341f + round_magic;
+    const float n = t - round_magic;  // round(x / ln 2)
+    float r = x - n * 0.693359375f;  // x - n ln 2, ln 2 in two parts
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const std::int32_t e = std::bit_cast<std::int32_t>(t) - std::bit_cast<std::int32_t>(round_magic);
+    const float y = p * std::bit_cast<float>((e + 127) << 23);
+    const std::int32_t keep = std::int32_t(x < lo) - 1;  // all ones, or 0 where exp underflows
+    return std::bit_cast<float>(std::bit_cast<std::int32_t>(y) & keep);
+}
+WEFT_FORCE_INLINE double softmax_exp(double x) { return std::exp(x); }
+
 // y = softmax (or log_softmax) of x along the split's axis; x and y dense, same shape.
 template <bool Log, class T>
 void softmax_cpu(const T* X, T* Y, const AxisSplit& s) {
@@ -44,25 +74,30 @@ void softmax_cpu(const T* X, T* Y, const AxisSplit& s) {
         for_each_row(s.outer, n, [&](index_t r) {
             const T* x = X + r * n;
             T* y = Y + r * n;
-            const Acc m = lane_max<Acc>(n, [&](index_t i) { return convert<Acc>(x[i]); });
-            if constexpr (Log) {
-                const Acc sum = lane_sum<Acc>(n, [&](index_t i) { return std::exp(convert<Acc>(x[i]) - m); });
-                const Acc lse = m + std::log(sum);
-                for (index_t i = 0; i < n; ++i) y[i] = convert<T>(convert<Acc>(x[i]) - lse);
-            } else if constexpr (std::same_as<T, Acc>) {
-                // The exponentials are kept in y (exactly: y has Acc's precision) and scaled after.
-                const Acc sum = lane_sum<Acc>(n, [&](index_t i) {
-                    const Acc e = std::exp(x[i] - m);
-                    y[i] = e;
-                    return e;
-                });
-                const Acc inv = Acc(1) / sum;
-                for (index_t i = 0; i < n; ++i) y[i] *= inv;
+            const Acc m = simd_max<Acc>(n, x);
+            if constexpr (std::same_as<T, Acc>) {
+                // The exponentials go to y first (y has Acc's precision): one vectorised loop
+                // each for them, their sum, and the final scale or shift.
+                for (index_t i = 0; i < n; ++i) y[i] = softmax_exp(x[i] - m);
+                const Acc sum = simd_sum<Acc>(n, [](auto e) { return e; }, y);
+                if constexpr (Log) {
+                    const Acc lse = m + std::log(sum);
+                    for (index_t i = 0; i < n; ++i) y[i] = x[i] - lse;
+                } else {
+                    const Acc inv = Acc(1) / sum;
+                    for (index_t i = 0; i < n; ++i) y[i] *= inv;
+                }
             } else {
                 // A 16-bit y would round the exponentials twice: recompute them instead.
-                const Acc sum = lane_sum<Acc>(n, [&](index_t i) { return std::exp(convert<Acc>(x[i]) - m); });
-                const Acc inv = Acc(1) / sum;
-                for (index_t i = 0; i < n; ++i) y[i] = convert<T>(std::exp(convert<Acc>(x[i]) - m) * inv);
+                Acc sum = 0;
+                for (index_t i = 0; i < n; ++i) sum += softmax_exp(convert<Acc>(x[i]) - m);
+                if constexpr (Log) {
+                    const Acc lse = m + std::log(sum);
+                    for (index_t i = 0; i < n; ++i) y[i] = convert<T>(convert<Acc>(x[i]) - lse);
+                } else {
+                    const Acc inv = Acc(1) / sum;
+                    for (index_t i = 0; i < n; ++i) y[i] = convert<T>(softmax_exp(convert<Acc>(x[i]) - m) * inv);
+                }
             }
         });
         return;
@@ -73,16 +108,18 @@ void softmax_cpu(const T* X, T* Y, const AxisSplit& s) {
             m[j] = -std::numeric_limits<Acc>::infinity();
             sum[j] = Acc(0);
         }
+        // A NaN is not kept as the maximum; it makes its lane's sum NaN below, and so every
+        // output of that lane, as in PyTorch.
         for (index_t k = 0; k < n; ++k) {
             const T* x = X + offset + k * inner;
             for (index_t j = 0; j < w; ++j) {
                 const Acc v = convert<Acc>(x[j]);
-                m[j] = (m[j] > v || m[j] != m[j]) ? m[j] : v;
+                m[j] = v > m[j] ? v : m[j];
             }
         }
         for (index_t k = 0; k < n; ++k) {
             const T* x = X + offset + k * inner;
-            for (index_t j = 0; j < w; ++j) sum[j] += std::exp(convert<Acc>(x[j]) - m[j]);
+            for (index_t j = 0; j < w; ++j) sum[j] += softmax_exp(convert<Acc>(x[j]) - m[j]);
         }
         for (index_t j = 0; j < w; ++j) {
             if constexpr (Log) sum[j] = m[j] + std::log(sum[j]);  // log-sum-exp
@@ -93,13 +130,13 @@ void softmax_cpu(const T* X, T* Y, const AxisSplit& s) {
             T* y = Y + offset + k * inner;
             for (index_t j = 0; j < w; ++j) {
                 if constexpr (Log) y[j] = convert<T>(convert<Acc>(x[j]) - sum[j]);
-                else y[j] = convert<T>(std::exp(convert<Acc>(x[j]) - m[j]) * sum[j]);
+                else y[j] = convert<T>(softmax_exp(convert<Acc>(x[j]) - m[j]) * sum[j]);
             }
         }
     });
 }
 
-// g_x from g and y (both dense): softmax (Log = false) or log_softmax (Log = true).
+// g_x from g and y (both dense): softmax (Log = false) or log_softmax (Log = true, y <= 0).
 template <bool Log, class T>
 void softmax_backward_cpu(const T* G, const T* Y, T* GX, const AxisSplit& s) {
     using Acc = compute_t<T>;
@@ -111,11 +148,11 @@ void softmax_backward_cpu(const T* G, const T* Y, T* GX, const AxisSplit& s) {
             const T* y = Y + r * n;
             T* gx = GX + r * n;
             if constexpr (Log) {
-                const Acc sg = lane_sum<Acc>(n, [&](index_t i) { return convert<Acc>(g[i]); });
+                const Acc sg = simd_sum<Acc>(n, [](auto gv) { return gv; }, g);
                 for (index_t i = 0; i < n; ++i)
-                    gx[i] = convert<T>(convert<Acc>(g[i]) - std::exp(convert<Acc>(y[i])) * sg);
+                    gx[i] = convert<T>(convert<Acc>(g[i]) - softmax_exp(convert<Acc>(y[i])) * sg);
             } else {
-                const Acc dot = lane_sum<Acc>(n, [&](index_t i) { return convert<Acc>(g[i]) * convert<Acc>(y[i]); });
+                const Acc dot = simd_sum<Acc>(n, [](auto gv, auto yv) { return gv * yv; }, g, y);
                 for (index_t i = 0; i < n; ++i)
                     gx[i] = convert<T>(convert<Acc>(y[i]) * (convert<Acc>(g[i]) - dot));
             }
@@ -138,7 +175,7 @@ void softmax_backward_cpu(const T* G, const T* Y, T* GX, const AxisSplit& s) {
             const T* y = Y + offset + k * inner;
             T* gx = GX + offset + k * inner;
             for (index_t j = 0; j < w; ++j) {
-                if constexpr (Log) gx[j] = convert<T>(convert<Acc>(g[j]) - std::exp(convert<Acc>(y[j])) * acc[j]);
+                if constexpr (Log) gx[j] = convert<T>(convert<Acc>(g[j]) - softmax_exp(convert<Acc>(y[j])) * acc[j]);
                 else gx[j] = convert<T>(convert<Acc>(y[j]) * (convert<Acc>(g[j]) - acc[j]));
             }
         }

@@ -31,13 +31,13 @@ struct Moments {
 template <class Acc, class T>
 WEFT_FORCE_INLINE void add_shifted_sums(const T* x, index_t n, Acc shift, Acc& s1, Acc& s2) {
     Acc a, b;
-    lane_sum2<Acc>(
-        n, [&](index_t i) { return convert<Acc>(x[i]) - shift; },
-        [&](index_t i) {
-            const Acc d = convert<Acc>(x[i]) - shift;
+    simd_sum2<Acc>(
+        n, [&](auto v) { return v - shift; },
+        [&](auto v) {
+            const auto d = v - shift;
             return d * d;
         },
-        a, b);
+        a, b, x);
     s1 += a;
     s2 += b;
 }
