@@ -35,6 +35,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__FMA__)
@@ -165,32 +167,39 @@ T row_max(const T* x, index_t n) {
 
 // ---- block products ------------------------------------------------------------------------
 
+// f(integral_constant<int, 0>), ..., f(integral_constant<int, N-1>): an unrolled loop that
+// needs no pragma (GCC keeps a loop over the rows at -O2, and the accumulators then live in
+// memory instead of registers).
+template <class F, int... I>
+WEFT_FORCE_INLINE void unrolled(std::integer_sequence<int, I...>, F&& f) {
+    (f(std::integral_constant<int, I>{}), ...);
+}
+
 // C[Rows, NR] (+)= A[Rows, k] · B[k, NR], where A(r, p) = a[r * ars + p * acs] and B is one
 // packed panel (row p at b + p * NR). The accumulators stay in registers for the whole k loop.
 template <class T, int Rows, bool Accumulate>
 void tile(index_t k, const T* a, index_t ars, index_t acs, const T* b, T* c, index_t ldc) {
     using V = Vec<T>;
     constexpr int W = lanes<T>;
+    constexpr auto rows = std::make_integer_sequence<int, Rows>{};
     V acc[Rows][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
+    unrolled(rows, [&](auto r) {
         acc[r][0] = Accumulate ? load(c + r * ldc) : V{};
         acc[r][1] = Accumulate ? load(c + r * ldc + W) : V{};
-    }
+    });
     for (index_t p = 0; p < k; ++p) {
         const V b0 = load(b + p * 2 * W), b1 = load(b + p * 2 * W + W);
-#pragma GCC unroll 8
-        for (int r = 0; r < Rows; ++r) {
-            const V ar = splat(a[r * ars + p * acs]);
+        const T* ap = a + p * acs;
+        unrolled(rows, [&](auto r) {
+            const V ar = splat(ap[r * ars]);
             acc[r][0] = fmadd(ar, b0, acc[r][0]);
             acc[r][1] = fmadd(ar, b1, acc[r][1]);
-        }
+        });
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
+    unrolled(rows, [&](auto r) {
         store(c + r * ldc, acc[r][0]);
         store(c + r * ldc + W, acc[r][1]);
-    }
+    });
 }
 
 // C[m, n] (+)= A[m, k] · B[k, n] for n a multiple of NR. A(r, p) = a[r * ars + p * acs]; B is
