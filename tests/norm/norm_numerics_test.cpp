@@ -374,3 +374,28 @@ TEST_CASE("the ops name themselves and the shapes in their errors") {
     REQUIRE_THROWS_WITH(dropout(x, 1.5, true), Contains("dropout: drop probability must be in [0, 1]"));
     REQUIRE_THROWS_WITH(drop_path(x, 0.1, true, default_generator(), 5), Contains("drop_path: sample_axis 5"));
 }
+
+// ---- docs -------------------------------------------------------------------------------------
+
+TEST_CASE("the example of docs/ops-norm.md") {
+    auto x = Tensor<float, 3>::randn({2, 16, 64});                        // [N, L, C]
+    auto w = Tensor<float, 1>::ones({64}), b = Tensor<float, 1>::zeros({64});
+    auto h = layer_norm(x, w, b);                                         // over C
+    auto p = softmax(h, -1);                                              // rows sum to 1
+    auto e = normalize(h.select(1, 0));                                   // [N, C], unit rows
+    auto f = Tensor<float, 4>::randn({2, 32, 8, 8});                      // [N, C, H, W]
+    auto g = group_norm(f, 8);                                            // 8 groups of 4 channels
+    auto rm = Tensor<float, 1>::zeros({32}), rv = Tensor<float, 1>::ones({32});
+    auto n = batch_norm(f, rm, rv, {}, {}, /*training=*/true);           // updates rm, rv in place
+    Generator gen(0);
+    auto d = dropout(h, 0.1, /*training=*/true, gen);
+    auto s = drop_path(h.transpose(0, 1), 0.1, true, gen, /*sample_axis=*/1);  // [L, N, C]
+
+    check_close(sum(p, {-1}), Tensor<float, 2>::ones({2, 16}), 1e-5, 0, "softmax rows");
+    check_close(sum(e * e, {1}), Tensor<float, 1>::ones({2}), 1e-5, 0, "unit rows");
+    check_close(mean(g.reshape(2, 8, -1), {2}), Tensor<float, 2>::zeros({2, 8}), 1e-5, 0, "group means");
+    check_close(mean(n, {0, 2, 3}), Tensor<float, 1>::zeros({32}), 1e-5, 0, "channel means");
+    check_close(rm, Tensor<float, 1>(mean(f, {0, 2, 3}) * 0.1f), 1e-6, 1e-5, "running_mean after one step");
+    CHECK(d.shape() == h.shape());
+    CHECK(s.shape() == Shape<3>{16, 2, 64});
+}
