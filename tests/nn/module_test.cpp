@@ -55,6 +55,22 @@ struct TempFile {
     ~TempFile() { std::filesystem::remove(path); }
 };
 
+// The example of docs/nn.md, compiled.
+template <Element T = float, Device D = Cpu>
+class Block : public nn::Module<T, D> {
+public:
+    nn::LayerNorm<T, D> norm{16};
+    nn::Linear<T, D> fc{16, 16};
+    Tensor<T, 1, D> scale = Tensor<T, 1, D>::ones({16});
+    Block() {
+        this->register_module("norm", norm);
+        this->register_module("fc", fc);
+        this->register_parameter("scale", scale);  // marks it requires_grad_()
+    }
+    Tensor<T, 2, D> forward(const Tensor<T, 2, D>& x) const { return eval(x + fc(norm(x)) * scale); }
+    Tensor<T, 2, D> operator()(const Tensor<T, 2, D>& x) const { return forward(x); }
+};
+
 double max_abs_diff(const TensorRef<double>& a, const TensorRef<double>& b) {
     auto x = a.flat(), y = b.flat();
     double m = 0;
@@ -316,4 +332,78 @@ TEST_CASE("init functions have the documented statistics") {
     nn::init::trunc_normal_(p, 0.0, 0.02, -0.04, 0.04, a);
     nn::init::trunc_normal_(q, 0.0, 0.02, -0.04, 0.04, b);
     for (index_t i = 0; i < 16; ++i) CHECK(p.data()[i] == q.data()[i]);
+}
+
+TEST_CASE("docs nn example") {
+    TempFile tmp("weft_nn_docs");
+    Block<float> block;
+    CHECK(block.state_dict().names() ==
+          std::vector<std::string>{"scale", "norm.weight", "norm.bias", "fc.weight", "fc.bias"});
+    for (auto& p : block.parameters_matching(nn::starts_with("norm."))) p.tensor.requires_grad_(false);
+    nn::save_state(block, tmp.path, {{"step", "0"}});
+    CHECK(nn::load_state(block, tmp.path).ok());
+    auto x = Tensor<float, 2>::randn({3, 16});
+    sum(block(x)).backward();
+    CHECK(block.fc.weight.grad().defined());
+    CHECK(block.scale.grad().defined());
+    CHECK(!block.norm.weight.grad().defined());
+}
+
+TEST_CASE("small layers: names, shapes and modes") {
+    Generator gen(5);
+    nn::Embedding<float> emb(10, 4, gen);
+    auto ids = Tensor<std::int64_t, 2>::from({{3, 1}, {9, 3}});
+    auto e = emb(ids);
+    CHECK(e.shape() == Shape<3>{2, 2, 4});
+    for (index_t j = 0; j < 4; ++j) CHECK(e(1, 1, j) == emb.weight(3, j));
+    CHECK_THROWS_WITH(emb(Tensor<std::int64_t, 1>::from({10})), Catch::Contains("out of range"));
+
+    nn::Dropout<float> drop(0.5, gen);
+    auto ones = Tensor<float, 2>::ones({100, 100});
+    auto d = drop(ones);
+    index_t zeros = 0;
+    for (index_t i = 0; i < d.numel(); ++i) {
+        const float v = d.data()[i];
+        CHECK((v == 0.0f || v == 2.0f));
+        zeros += v == 0.0f;
+    }
+    CHECK(std::abs(double(zeros) / 1e4 - 0.5) < 0.05);
+    drop.eval();
+    CHECK(drop(ones).data() == ones.data());  // the identity, not even a copy
+
+    nn::DropPath<float> dp(0.5, 1, gen);  // [L, N, C]: samples on axis 1
+    auto t = dp(Tensor<float, 3>::ones({3, 64, 2}));
+    for (index_t n = 0; n < 64; ++n)
+        for (index_t l = 1; l < 3; ++l) CHECK(t(l, n, 1) == t(0, n, 0));  // one decision per sample
+
+    nn::GroupNorm<float> gn(2, 4);
+    nn::LayerNorm<float> ln(5, 1e-6, false);
+    CHECK(gn.state_dict().names() == std::vector<std::string>{"weight", "bias"});
+    CHECK(ln.state_dict().empty());
+    auto y = ln(eval(Tensor<float, 2>::randn({3, 5}, gen) * 4.0f + 1.0f));
+    for (index_t r = 0; r < 3; ++r) {
+        double m = 0;
+        for (index_t c = 0; c < 5; ++c) m += y(r, c);
+        CHECK(std::abs(m) < 1e-5);
+    }
+    CHECK(gn(Tensor<float, 4>::randn({2, 4, 3, 3}, gen)).shape() == Shape<4>{2, 4, 3, 3});
+    CHECK_THROWS_WITH(gn(Tensor<float, 3>::randn({2, 3, 3}, gen)), Catch::Contains("channels"));
+
+    nn::BatchNorm2d<float> bn(4, 1e-5, 0.1, false, false);
+    CHECK(bn.state_dict().empty());
+    bn.eval();  // no running statistics: batch statistics in both modes
+    auto z = bn(eval(Tensor<float, 4>::randn({8, 4, 2, 2}, gen) + 3.0f));
+    double mz = 0;
+    for (index_t i = 0; i < z.numel(); ++i) mz += z.data()[i];
+    CHECK(std::abs(mz / double(z.numel())) < 1e-5);
+
+    nn::MultiheadAttention<float> mha(8, 2, {.bias = false});
+    CHECK(mha.state_dict().names() == std::vector<std::string>{"in_proj_weight", "out_proj.weight"});
+    CHECK_THROWS_WITH(mha(Tensor<float, 3>::zeros({4, 2, 6}), Tensor<float, 3>::zeros({4, 2, 8}),
+                          Tensor<float, 3>::zeros({4, 2, 8})),
+                      Catch::Contains("sequence-first"));
+    nn::TransformerEncoderLayer<float> enc(8, 2, {.dim_feedforward = 4});
+    enc.eval();
+    for (auto& [name, m] : enc.named_modules()) CHECK(!m->is_training());
+    CHECK(enc(Tensor<float, 3>::randn({5, 3, 8}, gen)).shape() == Shape<3>{5, 3, 8});
 }

@@ -42,11 +42,11 @@
 namespace weft::nn {
 
 struct MultiheadAttentionOptions {
-    double dropout = 0.0;          // on the attention weights, in training mode
-    bool bias = true;              // in_proj_bias and out_proj.bias
-    std::optional<index_t> kdim;   // width of the keys (default: embed_dim)
-    std::optional<index_t> vdim;   // width of the values (default: embed_dim)
-    bool batch_first = false;      // [N, L, E] instead of [L, N, E]
+    double dropout = 0.0;                        // on the attention weights, in training mode
+    bool bias = true;                            // in_proj_bias and out_proj.bias
+    std::optional<index_t> kdim = std::nullopt;  // width of the keys (default: embed_dim)
+    std::optional<index_t> vdim = std::nullopt;  // width of the values (default: embed_dim)
+    bool batch_first = false;                    // [N, L, E] instead of [L, N, E]
 };
 
 template <Element T = float, Device D = Cpu>
