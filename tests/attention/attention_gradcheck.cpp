@@ -1,5 +1,5 @@
 // Finite-difference checks of scaled_dot_product_attention (ops/attention.hpp). Blocks of 2
-// queries and 8 keys (the smallest key block for double) make even these tiny inputs run
+// queries and 8 keys (one vector tile of doubles with AVX) make even these tiny inputs run
 // through several query and key blocks, the online softmax's rescaling and the padded last
 // key block.
 #include <cmath>

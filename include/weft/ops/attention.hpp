@@ -39,7 +39,7 @@
 // is a packed copy of K and V in the forward and a few blocks per thread.
 //
 // block_q and block_k set the block sizes (0: tuned defaults; block_k rounds up to the vector
-// tile, 16 floats or 8 doubles). They change the summation order, not the result beyond
+// tile, 16 floats or 8 doubles with AVX). They change the summation order, not the result beyond
 // rounding; tests set small blocks to exercise several of them on tiny inputs.
 //
 // scaled_dot_product_attention_forward/_backward are the plain functions under the recorded op

@@ -20,9 +20,10 @@
 // and its thread hand-off, and OpenBLAS must not start its own threads inside weft's. Instead
 // each operand that plays the right-hand side of a product is packed once per (batch, head)
 // into panels of NR columns ([k, NR] rows, contiguous), and a 6 x NR register tile (12
-// vector accumulators for AVX2) runs over them; this measured 45-85 GFLOP/s per core on
-// the Zen 3 development machine, on par with OpenBLAS on the same blocks. Left-hand sides are
-// read in place with any row and column step (Pᵀ and dSᵀ are the same buffers as P and dS).
+// vector accumulators) runs over them. On 96 x 256 x 64 blocks it measured 45-85 GFLOP/s on
+// one core of the (shared, noisy) Zen 3 development machine, where OpenBLAS's sgemm on the
+// same blocks measured 40-57. Left-hand sides are read in place with any row and column step
+// (Pᵀ and dSᵀ are the same buffers as P and dS).
 //
 // Padding: the key count and the head dimensions are rounded up to NR, the padded keys masked
 // (-inf) and the padded elements zero, so every tile is whole in its columns; a product's rows
@@ -39,7 +40,7 @@
 #include <utility>
 #include <vector>
 
-#if defined(__FMA__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -51,16 +52,22 @@ namespace weft::cpu::attention {
 
 // ---- vectors -------------------------------------------------------------------------------
 
-// 32-byte vectors (AVX2 registers; two SSE registers where AVX is off) in GCC/Clang's vector
-// extension, so one source serves float and double.
+// SIMD registers in GCC/Clang's vector extension, so one source serves float and double: 32
+// bytes with AVX, else 16 (SSE2, NEON). (A 32-byte vector without AVX would change the
+// function-call ABI, and GCC warns about it.)
+#if defined(__AVX__)
+inline constexpr int vector_bytes = 32;
+#else
+inline constexpr int vector_bytes = 16;
+#endif
 template <class T>
 struct VecOf {
-    typedef T type __attribute__((vector_size(32)));
+    typedef T type __attribute__((vector_size(vector_bytes)));
 };
 template <class T>
 using Vec = typename VecOf<T>::type;
 template <class T>
-inline constexpr int lanes = int(32 / sizeof(T));
+inline constexpr int lanes = int(vector_bytes / sizeof(T));
 
 // The register tile of the block products: MR rows by NR columns (two vectors).
 inline constexpr int MR = 6;
@@ -86,29 +93,53 @@ WEFT_FORCE_INLINE Vec<T> splat(T x) {
 // a * b + c with one rounding. Without -ffp-contract=fast (weft compiles as ISO C++), GCC
 // keeps a * b + c as two instructions, which halves the products' speed.
 WEFT_FORCE_INLINE Vec<float> fmadd(Vec<float> a, Vec<float> b, Vec<float> c) {
-#if defined(__FMA__)
+#if defined(__FMA__) && defined(__AVX__)
     return _mm256_fmadd_ps(a, b, c);
 #else
     return a * b + c;
 #endif
 }
 WEFT_FORCE_INLINE Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) {
-#if defined(__FMA__)
+#if defined(__FMA__) && defined(__AVX__)
     return _mm256_fmadd_pd(a, b, c);
 #else
     return a * b + c;
 #endif
 }
 
-// exp for eight floats: Cephes' expf (range reduction by ln 2, degree-6 polynomial; within
+// max(a, b) and min(a, b) of each lane; a NaN in b comes through (the x86 rule for the second
+// operand), which the generic form keeps too. One instruction where a ?: would be a blend.
+WEFT_FORCE_INLINE Vec<float> vmax(Vec<float> a, Vec<float> b) {
+#if defined(__AVX__)
+    return _mm256_max_ps(a, b);
+#else
+    return a > b ? a : b;
+#endif
+}
+WEFT_FORCE_INLINE Vec<double> vmax(Vec<double> a, Vec<double> b) {
+#if defined(__AVX__)
+    return _mm256_max_pd(a, b);
+#else
+    return a > b ? a : b;
+#endif
+}
+WEFT_FORCE_INLINE Vec<float> vmin(Vec<float> a, Vec<float> b) {
+#if defined(__AVX__)
+    return _mm256_min_ps(a, b);
+#else
+    return a < b ? a : b;
+#endif
+}
+
+// exp of each lane: Cephes' expf (range reduction by ln 2, degree-6 polynomial; within
 // 1 ulp of std::exp on [-87, 0]). Arguments below -87.34, -inf included, give exactly 0: a
-// masked score contributes nothing. <cmath>'s exp does not vectorize under ISO C++ flags.
+// masked score contributes nothing; NaN stays NaN. <cmath>'s exp does not vectorize under ISO
+// C++ flags.
 WEFT_FORCE_INLINE Vec<float> exp_vec(Vec<float> x) {
     using V = Vec<float>;
     using I = Vec<std::int32_t>;
-    const V lo = splat(-87.33654f), hi = splat(88.0f);
-    V xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;
+    const V lo = splat(-87.33654f);
+    const V xc = vmin(splat(88.0f), vmax(lo, x));
     const V kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
     V r = xc - kf * 0.693359375f;
     r = r + kf * 2.12194440e-4f;
@@ -120,8 +151,8 @@ WEFT_FORCE_INLINE Vec<float> exp_vec(Vec<float> x) {
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     const I k = __builtin_convertvector(kf, I);
-    const V two_k = std::bit_cast<V>((k + 127) << 23);
-    return x < lo ? V{} : p * two_k;
+    const V y = p * std::bit_cast<V>((k + 127) << 23);
+    return std::bit_cast<V>(std::bit_cast<I>(y) & ~I(x < lo));  // below the range: +0
 }
 
 // x[i] = exp(x[i] - shift) for n (a multiple of NR) elements; returns their sum.
@@ -155,11 +186,10 @@ T row_max(const T* x, index_t n) {
     constexpr int W = lanes<T>;
     V m0 = splat(-std::numeric_limits<T>::infinity()), m1 = m0;
     for (index_t i = 0; i < n; i += 2 * W) {
-        const V a = load(x + i), b = load(x + i + W);
-        m0 = a > m0 ? a : m0;
-        m1 = b > m1 ? b : m1;
+        m0 = vmax(m0, load(x + i));
+        m1 = vmax(m1, load(x + i + W));
     }
-    m0 = m1 > m0 ? m1 : m0;
+    m0 = vmax(m0, m1);
     T m = m0[0];
     for (int l = 1; l < W; ++l) m = std::max(m, T(m0[l]));
     return m;
