@@ -268,6 +268,9 @@ TEST_CASE("attention block sizes change rounding only") {
         check_close(gr.grad_k, base_grads.grad_k, 1e-13, 1e-13, "grad k");
         check_close(gr.grad_v, base_grads.grad_v, 1e-13, 1e-13, "grad v");
     }
+    // Options as designated initializers (no -Wmissing-field-initializers for skipped masks).
+    const auto designated = scaled_dot_product_attention(q, k, v, {.causal = true, .block_q = 7, .block_k = 24});
+    check_close(designated, base.out, 1e-13, 1e-13, "designated options");
 }
 
 TEST_CASE("attention refuses inputs that do not fit, naming the shapes") {

@@ -61,14 +61,15 @@ namespace weft {
 
 template <Element T, Device D = Cpu>
 struct AttentionOptions {
-    Tensor<T, 2, D> attn_mask;             // [L, S] additive, or undefined
-    Tensor<T, 3, D> attn_mask_batched;     // [B*H | B | 1, L, S] additive, or undefined
-    bool causal = false;                   // mask key j > query i
-    Tensor<bool, 2, D> key_padding_mask;   // [B, S], true = ignore this key, or undefined
-    double scale = 0;                      // 0: 1/sqrt(E)
-    double dropout = 0;                    // probability of dropping an attention weight
-    Generator* gen = nullptr;              // dropout's generator; null: default_generator()
-    index_t block_q = 0, block_k = 0;      // 0: tuned defaults (see above)
+    // (The {} initializers keep -Wextra quiet about designated initializers that skip them.)
+    Tensor<T, 2, D> attn_mask{};            // [L, S] additive, or undefined
+    Tensor<T, 3, D> attn_mask_batched{};    // [B*H | B | 1, L, S] additive, or undefined
+    bool causal = false;                    // mask key j > query i
+    Tensor<bool, 2, D> key_padding_mask{};  // [B, S], true = ignore this key, or undefined
+    double scale = 0;                       // 0: 1/sqrt(E)
+    double dropout = 0;                     // probability of dropping an attention weight
+    Generator* gen = nullptr;               // dropout's generator; null: default_generator()
+    index_t block_q = 0, block_k = 0;       // 0: tuned defaults (see above)
 };
 
 // What the forward computed and the backward needs besides the inputs.
