@@ -98,10 +98,10 @@ TEST_CASE("gradcheck interpolate bilinear with align_corners", "[gradcheck]") {
 
 TEST_CASE("gradcheck interpolate by scale_factor", "[gradcheck]") {
     WEFT_CHECK_GRADIENT(
-        [](const T4& x) { return interpolate(x, std::array<double, 2>{1.5, 0.75}, Interpolation::bilinear); },
+        [](const T4& x) { return interpolate_scale(x, std::array<double, 2>{1.5, 0.75}, Interpolation::bilinear); },
         randn4(1, 2, 3, 4));
     WEFT_CHECK_GRADIENT(
-        [](const T4& x) { return interpolate(x, std::array<double, 2>{1.7, 2.0}, Interpolation::nearest); },
+        [](const T4& x) { return interpolate_scale(x, std::array<double, 2>{1.7, 2.0}, Interpolation::nearest); },
         randn4(1, 1, 3, 3));
 }
 

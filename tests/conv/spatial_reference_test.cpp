@@ -105,16 +105,16 @@ TEST_CASE("interpolate matches PyTorch", "[conv][reference]") {
     constexpr auto bilinear = Interpolation::bilinear;
     unary_case("nearest_size", [&](const T4& x) { return interpolate(x, Size{7, 9}, nearest); });
     unary_case("nearest_down", [&](const T4& x) { return interpolate(x, Size{2, 3}, nearest); });
-    unary_case("nearest_scale", [&](const T4& x) { return interpolate(x, Scale{1.7, 2.0}, nearest); });
+    unary_case("nearest_scale", [&](const T4& x) { return interpolate_scale(x, Scale{1.7, 2.0}, nearest); });
     // 3 * 1.2 rounds down to 3 (copied unchanged); 5 * 2.1 to 10 (exactly doubled: d / 2).
-    unary_case("nearest_scale_same_size", [&](const T4& x) { return interpolate(x, Scale{1.2, 2.1}, nearest); });
+    unary_case("nearest_scale_same_size", [&](const T4& x) { return interpolate_scale(x, Scale{1.2, 2.1}, nearest); });
     unary_case("bilinear_size", [&](const T4& x) { return interpolate(x, Size{5, 7}, bilinear); });
     unary_case("bilinear_down", [&](const T4& x) { return interpolate(x, Size{2, 3}, bilinear); });
     unary_case("bilinear_corners", [&](const T4& x) { return interpolate(x, Size{5, 7}, bilinear, true); });
     unary_case("bilinear_corners_down", [&](const T4& x) { return interpolate(x, Size{1, 3}, bilinear, true); });
-    unary_case("bilinear_scale", [&](const T4& x) { return interpolate(x, Scale{1.5, 0.75}, bilinear); });
-    unary_case("bilinear_scale_same_size", [&](const T4& x) { return interpolate(x, Scale{1.2, 1.7}, bilinear); });
-    unary_case("bilinear_scale_corners", [&](const T4& x) { return interpolate(x, Scale{1.5, 2.0}, bilinear, true); });
+    unary_case("bilinear_scale", [&](const T4& x) { return interpolate_scale(x, Scale{1.5, 0.75}, bilinear); });
+    unary_case("bilinear_scale_same_size", [&](const T4& x) { return interpolate_scale(x, Scale{1.2, 1.7}, bilinear); });
+    unary_case("bilinear_scale_corners", [&](const T4& x) { return interpolate_scale(x, Scale{1.5, 2.0}, bilinear, true); });
 }
 
 TEST_CASE("conv2d in float matches double on a 3x3 convolution", "[conv]") {

@@ -183,7 +183,7 @@ TEST_CASE("pooling and interpolate output sizes follow PyTorch", "[conv]") {
     // The dropped window: 4 + 2 - 2 = 4, ceil(4 / 3) + 1 = 3, but (3 - 1) * 3 = 6 >= 4 + 1.
     CHECK(avg_pool2d(T4::zeros({1, 1, 4, 4}), {.kernel = {2, 2}, .stride = {3, 3}, .padding = {1, 1}, .ceil_mode = true})
               .shape() == Shape<4>{1, 1, 2, 2});
-    CHECK(interpolate(x, std::array<double, 2>{1.5, 0.5}, Interpolation::nearest).shape() == Shape<4>{1, 1, 9, 3});
+    CHECK(interpolate_scale(x, std::array<double, 2>{1.5, 0.5}, Interpolation::nearest).shape() == Shape<4>{1, 1, 9, 3});
     // stride {0, 0} means the kernel
     CHECK(max_pool2d(x, {.kernel = {2, 3}}).shape() == Shape<4>{1, 1, 3, 2});
 }
@@ -242,9 +242,9 @@ TEST_CASE("spatial op errors name the op and the shapes", "[conv]") {
                         Contains("align_corners can only be set with bilinear interpolation"));
     REQUIRE_THROWS_WITH(interpolate(x, std::array<index_t, 2>{0, 8}, Interpolation::bilinear),
                         Contains("interpolate: output size [0, 8] must be positive (input of shape [1, 4, 5, 5])"));
-    REQUIRE_THROWS_WITH(interpolate(x, std::array<double, 2>{0.1, 1.0}, Interpolation::bilinear),
+    REQUIRE_THROWS_WITH(interpolate_scale(x, std::array<double, 2>{0.1, 1.0}, Interpolation::bilinear),
                         Contains("scale_factor (0.1, 1) on input of shape [1, 4, 5, 5] gives an empty output"));
-    REQUIRE_THROWS_WITH(interpolate(x, std::array<double, 2>{-1.0, 1.0}, Interpolation::bilinear),
+    REQUIRE_THROWS_WITH(interpolate_scale(x, std::array<double, 2>{-1.0, 1.0}, Interpolation::bilinear),
                         Contains("must be positive and finite"));
 }
 

@@ -230,15 +230,17 @@ Tensor<T, 4, D> interpolate(const Tensor<T, 4, D>& x, std::array<index_t, 2> siz
     return detail::interpolate_to(x, size[0], size[1], {0, 0}, mode, align_corners);
 }
 
-// [N, C, H, W] -> [N, C, floor(H * scale_factor[0]), floor(W * scale_factor[1])]
+// [N, C, H, W] -> [N, C, floor(H * scale_factor[0]), floor(W * scale_factor[1])]. A name of its
+// own (not an overload of interpolate) so that a braced pair, interpolate(x, {64, 64}, ...),
+// always means a size.
 template <Element T, Device D>
-Tensor<T, 4, D> interpolate(const Tensor<T, 4, D>& x, std::array<double, 2> scale_factor, Interpolation mode,
-                            bool align_corners = false) {
+Tensor<T, 4, D> interpolate_scale(const Tensor<T, 4, D>& x, std::array<double, 2> scale_factor,
+                                  Interpolation mode, bool align_corners = false) {
     const double sh = scale_factor[0], sw = scale_factor[1];
-    WEFT_CHECK(sh > 0 && sw > 0 && std::isfinite(sh) && std::isfinite(sw), "interpolate: scale_factor (", sh, ", ",
-               sw, ") must be positive and finite (input of shape ", x.shape(), ")");
+    WEFT_CHECK(sh > 0 && sw > 0 && std::isfinite(sh) && std::isfinite(sw), "interpolate_scale: scale_factor (", sh,
+               ", ", sw, ") must be positive and finite (input of shape ", x.shape(), ")");
     const index_t out_h = index_t(std::floor(double(x.size(2)) * sh)), out_w = index_t(std::floor(double(x.size(3)) * sw));
-    WEFT_CHECK(out_h >= 1 && out_w >= 1, "interpolate: scale_factor (", sh, ", ", sw, ") on input of shape ",
+    WEFT_CHECK(out_h >= 1 && out_w >= 1, "interpolate_scale: scale_factor (", sh, ", ", sw, ") on input of shape ",
                x.shape(), " gives an empty output (", out_h, "x", out_w, ")");
     return detail::interpolate_to(x, out_h, out_w, scale_factor, mode, align_corners);
 }
