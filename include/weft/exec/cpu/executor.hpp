@@ -154,32 +154,35 @@ struct Executor<Cpu> {
             return;
         }
 
-        // The last axis is kept: accumulate whole rows of outputs at once.
-        const index_t inner = in[R - 1];
-        const index_t out_rows = out.numel() / inner;
-        parallel_for(0, out_rows, std::max<index_t>(1, cpu::grain / std::max<index_t>(count * inner, 1)),
-                     [&](index_t b, index_t e) {
-                         std::vector<Acc> acc(static_cast<std::size_t>(inner));
-                         for (index_t r = b; r < e; ++r) {
-                             index_t idx[R] = {};
-                             index_t rem = r;
-                             for (int d = R - 2; d >= 0; --d) {
-                                 idx[d] = rem % out.shape()[d];
-                                 rem /= out.shape()[d];
+        // The last axis is kept: accumulate whole rows of outputs at once. (Rank 0 always takes
+        // the branch above; `if constexpr` keeps a zero-length array out of its instantiation.)
+        if constexpr (R > 0) {
+            const index_t inner = in[R - 1];
+            const index_t out_rows = out.numel() / inner;
+            parallel_for(0, out_rows, std::max<index_t>(1, cpu::grain / std::max<index_t>(count * inner, 1)),
+                         [&](index_t b, index_t e) {
+                             std::vector<Acc> acc(static_cast<std::size_t>(inner));
+                             for (index_t r = b; r < e; ++r) {
+                                 index_t idx[R] = {};
+                                 index_t rem = r;
+                                 for (int d = R - 2; d >= 0; --d) {
+                                     idx[d] = rem % out.shape()[d];
+                                     rem /= out.shape()[d];
+                                 }
+                                 for (auto& a : acc) a = op.init();
+                                 for_each_reduced_row(idx, [&](index_t pos) {
+                                     const auto row = ev.row(idx);
+                                     Acc* a = acc.data();
+                                     if (unit)
+                                         for (index_t j = 0; j < inner; ++j) a[j] = op.combine(a[j], row.at_unit(j), pos);
+                                     else
+                                         for (index_t j = 0; j < inner; ++j) a[j] = op.combine(a[j], row.at(j), pos);
+                                 });
+                                 Out* dst = o + r * inner;
+                                 for (index_t j = 0; j < inner; ++j) dst[j] = op.template finalize<Out>(acc[j], count);
                              }
-                             for (auto& a : acc) a = op.init();
-                             for_each_reduced_row(idx, [&](index_t pos) {
-                                 const auto row = ev.row(idx);
-                                 Acc* a = acc.data();
-                                 if (unit)
-                                     for (index_t j = 0; j < inner; ++j) a[j] = op.combine(a[j], row.at_unit(j), pos);
-                                 else
-                                     for (index_t j = 0; j < inner; ++j) a[j] = op.combine(a[j], row.at(j), pos);
-                             });
-                             Out* dst = o + r * inner;
-                             for (index_t j = 0; j < inner; ++j) dst[j] = op.template finalize<Out>(acc[j], count);
-                         }
-                     });
+                         });
+        }
     }
 };
 
