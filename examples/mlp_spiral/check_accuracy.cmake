@@ -1,0 +1,15 @@
+# Runs mlp_spiral --json and requires a clean exit and the whole output to be
+# {"accuracy": a} with a >= 0.95. (PASS_REGULAR_EXPRESSION alone would ignore the exit status.)
+#   cmake -DEXE=<path to mlp_spiral> -P check_accuracy.cmake
+execute_process(COMMAND "${EXE}" --json RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "mlp_spiral exited with ${rc}:\n${out}${err}")
+endif()
+if(NOT out MATCHES "^{\"accuracy\": ([0-9.]+)}\n$")
+  message(FATAL_ERROR "mlp_spiral --json printed something else than {\"accuracy\": <number>}:\n${out}")
+endif()
+set(accuracy "${CMAKE_MATCH_1}")
+if(accuracy LESS 0.95)
+  message(FATAL_ERROR "mlp_spiral reached accuracy ${accuracy}, below 0.95")
+endif()
+message(STATUS "mlp_spiral accuracy ${accuracy}")
