@@ -28,6 +28,21 @@ TEST_CASE("docs: getting started", "[docs]") {
     CHECK(row_sums(1) == 22.0f);
 }
 
+TEST_CASE("docs: autograd", "[docs]") {
+    // [snippet:autograd]
+    auto w = Tensor<float, 2>::randn({10, 4}).requires_grad_();   // a leaf
+    auto b = Tensor<float, 1>::zeros({10}).requires_grad_();
+    auto x = Tensor<float, 2>::randn({32, 4});                     // data: no gradient
+    Tensor<float, 2> h = relu(linear(x, w, b));                    // one node for linear, one for relu
+    auto loss = mean(h * h);                                       // a node for the reduction
+    loss.backward();
+    auto gw = w.grad();                                            // [10, 4]: d loss / d w
+    // [/snippet]
+    CHECK(gw.shape() == Shape<2>{10, 4});
+    CHECK(b.grad().shape() == Shape<1>{10});
+    CHECK(!x.requires_grad());
+}
+
 TEST_CASE("docs: views share memory", "[docs]") {
     // [snippet:views]
     auto x = Tensor<float, 1>::arange(24).reshape(2, 3, 4);  // [2, 3, 4], dense
