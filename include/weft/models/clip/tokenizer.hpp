@@ -7,7 +7,8 @@
 // Follows clip/simple_tokenizer.py and clip.tokenize step by step (docs/clip-tokenizer.md):
 //   1. cleaning: html.unescape twice, strip, every run of White_Space -> one ' ', strip, then
 //      Python's str.lower (full mapping: U+0130 -> "i\u0307", final sigma). OpenAI first runs
-//      ftfy.fix_text; weft does not (it only changes mojibake and similar broken text).
+//      ftfy.fix_text; weft does not: ids differ for text that ftfy would change (mojibake, but
+//      also curly quotes, ligatures, fullwidth forms, non-NFC text; docs/clip-tokenizer.md).
 //   2. pre-tokenization with OpenAI's pattern, compiled with IGNORECASE,
 //        <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
 //      matched by hand over code points (unicode_tables.hpp is generated from Unicode data).
