@@ -2,3 +2,6 @@
 #pragma once
 
 #include "io/safetensors.hpp"
+#include "io/official_checkpoints.hpp"
+#include "io/sha256.hpp"
+#include "io/torch_archive.hpp"

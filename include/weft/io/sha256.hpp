@@ -1,0 +1,144 @@
+// weft/io/sha256.hpp: SHA-256 (FIPS 180-4) of bytes and of files, as lowercase hex.
+//
+//   sha256_hex("abc")            // "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+//   sha256_file("ViT-B-16.pt")   // streams the file in 1 MiB blocks
+//
+// Used to verify downloaded checkpoints (io/official_checkpoints.hpp); not a constant-time
+// implementation and not meant for secrets.
+#pragma once
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "../core/error.hpp"
+
+namespace weft {
+
+namespace detail::sha256 {
+
+inline constexpr std::uint32_t k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+inline constexpr std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+// Incremental hashing: update() any number of times, then hex() once.
+class Hasher {
+public:
+    void update(const void* data, std::size_t n) {
+        const auto* p = static_cast<const unsigned char*>(data);
+        total_ += n;
+        while (n > 0) {
+            const std::size_t take = std::min(n, std::size_t(64) - fill_);
+            std::memcpy(block_ + fill_, p, take);
+            fill_ += take;
+            p += take;
+            n -= take;
+            if (fill_ == 64) {
+                compress(block_);
+                fill_ = 0;
+            }
+        }
+    }
+
+    std::string hex() {
+        // Padding: 0x80, zeros to 56 mod 64, then the message length in bits, big-endian.
+        const std::uint64_t bits = total_ * 8;
+        const unsigned char one = 0x80, zero = 0;
+        update(&one, 1);
+        while (fill_ != 56) update(&zero, 1);
+        unsigned char len[8];
+        for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(bits >> (56 - 8 * i));
+        update(len, 8);
+        static constexpr char digits[] = "0123456789abcdef";
+        std::string out;
+        for (std::uint32_t w : h_)
+            for (int s = 28; s >= 0; s -= 4) out += digits[(w >> s) & 15];
+        return out;
+    }
+
+private:
+    void compress(const unsigned char* b) {
+        std::uint32_t w[64];
+        for (int i = 0; i < 16; ++i)
+            w[i] = (std::uint32_t(b[4 * i]) << 24) | (std::uint32_t(b[4 * i + 1]) << 16) |
+                   (std::uint32_t(b[4 * i + 2]) << 8) | std::uint32_t(b[4 * i + 3]);
+        for (int i = 16; i < 64; ++i) {
+            const std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+            const std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+        }
+        std::uint32_t a = h_[0], b2 = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
+        for (int i = 0; i < 64; ++i) {
+            const std::uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+            const std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b2) ^ (a & c) ^ (b2 & c));
+            h = g;
+            g = f;
+            f = e;
+            e = d + t1;
+            d = c;
+            c = b2;
+            b2 = a;
+            a = t1 + t2;
+        }
+        h_[0] += a, h_[1] += b2, h_[2] += c, h_[3] += d, h_[4] += e, h_[5] += f, h_[6] += g, h_[7] += h;
+    }
+
+    std::array<std::uint32_t, 8> h_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    unsigned char block_[64] = {};
+    std::size_t fill_ = 0;
+    std::uint64_t total_ = 0;
+};
+
+}  // namespace detail::sha256
+
+// The SHA-256 of `bytes`, as 64 lowercase hex digits.
+inline std::string sha256_hex(std::string_view bytes) {
+    detail::sha256::Hasher h;
+    h.update(bytes.data(), bytes.size());
+    return h.hex();
+}
+
+// The SHA-256 of the file at `path`, as 64 lowercase hex digits; throws weft::Error naming the
+// file if it cannot be read.
+inline std::string sha256_file(const std::filesystem::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        const int err = errno;
+        WEFT_FAIL("sha256_file('", path.string(), "'): cannot open: ", std::strerror(err));
+    }
+    detail::sha256::Hasher h;
+    std::vector<unsigned char> buf(std::size_t(1) << 20);
+    while (true) {
+        const ssize_t got = ::read(fd, buf.data(), buf.size());
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            const int err = errno;
+            ::close(fd);
+            WEFT_FAIL("sha256_file('", path.string(), "'): cannot read: ", std::strerror(err));
+        }
+        if (got == 0) break;
+        h.update(buf.data(), std::size_t(got));
+    }
+    ::close(fd);
+    return h.hex();
+}
+
+}  // namespace weft
