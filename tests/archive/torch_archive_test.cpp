@@ -229,3 +229,7 @@ TEST_CASE("torch archive any single corrupted byte is read or reported, never a 
     CHECK(errors > 0);
     CHECK(opened > 0);
 }
+
+TEST_CASE("torch archive pickle graph with exponentially many paths is an error", "[archive]") {
+    REQUIRE_THROWS_WITH(TorchArchive::open(archive_path("graph_bomb.pt")), Contains("more than 2^20 paths"));
+}

@@ -12,6 +12,7 @@ read as to tests/reference/data/torch_archive.safetensors (keys "<archive>/<tens
   bad_global.pt     a data.pkl that names os.system
   wrong_size.pt     state.pt with one storage entry 4 bytes short
   deflated_pkl.pt   state.pt with data.pkl deflated
+  graph_bomb.pt     a 200-byte data.pkl whose tuples share children: 2^40 paths from the root
 
 Run with /usr/bin/python3 tests/reference/torch_archive.py (Debian's python3-torch).
 """
@@ -134,6 +135,10 @@ def main():
     # INT (0x49), protocol-0 text integers: valid pickle that PyTorch never emits.
     write_zip(OUT / "bad_opcode.pt", [("archive/data.pkl", b"\x80\x02I5\n.")])
     write_zip(OUT / "bad_global.pt", [("archive/data.pkl", b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.")])
+    bomb = bytearray(b"\x80\x02Nq\x00")  # None, memo 0
+    for k in range(1, 41):                  # memo k = (memo k-1, memo k-1), left on the stack
+        bomb += b"h" + bytes([k - 1]) + b"\x86q" + bytes([k])
+    write_zip(OUT / "graph_bomb.pt", [("archive/data.pkl", bytes(bomb) + b".")])
     key = next(n for n, _ in entries if "/data/" in n)
     write_zip(OUT / "wrong_size.pt", [(n, d[:-4] if n == key else d) for n, d in entries])
 

@@ -198,6 +198,9 @@ private:
     void collect(const detail::pickle::Value& v, const std::string& path, int depth) {
         using K = detail::pickle::Value::Kind;
         WEFT_CHECK(depth < 200, zip_.where(), ": objects nest deeper than 200 levels at '", path, "'");
+        // Memo references let a small pickle describe a graph with exponentially many paths.
+        WEFT_CHECK(++visits_ <= (std::size_t(1) << 20), zip_.where(), ": the pickle's object graph has more "
+                   "than 2^20 paths to walk (a crafted file?)");
         auto child = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
         switch (v.kind) {
             case K::tensor: add(path, *v.tensor); break;
@@ -267,6 +270,7 @@ private:
     Kind kind_ = Kind::state_dict;
     std::map<std::string, TorchTensorInfo, std::less<>> tensors_;
     std::vector<std::string> order_;
+    std::size_t visits_ = 0;  // values walked by collect()
 };
 
 }  // namespace weft
