@@ -4,7 +4,7 @@ Writes small archives to tests/reference/data/torch_archive/ and the values thei
 read as to tests/reference/data/torch_archive.safetensors (keys "<archive>/<tensor name>"):
 
   state.pt          torch.save of a state dict: fp32, fp16, bf16, fp64, int64, int32, uint8, bool,
-                    a scalar, a transposed (non-contiguous) view, two views of one storage at offsets
+                    a scalar, a Parameter, a transposed (non-contiguous) view, two views of one storage at offsets
   script.pt         torch.jit.save of a scripted module with nested submodules, a Sequential,
                     a parameter and buffers; script_fp16.pt the same module in fp16
   zip64.pt          state.pt's entries rewritten in reverse order with ZIP64 records everywhere
@@ -109,6 +109,7 @@ def main():
         "uint8": torch.randint(0, 255, (4,), dtype=torch.uint8),
         "bool": torch.rand(5) > 0.5,
         "scalar": torch.tensor(2.5),
+        "param": torch.nn.Parameter(torch.tensor([1.5, -2.25])),  # via _rebuild_parameter; no RNG draw
         "transposed": torch.randn(4, 3).t(),             # strides (1, 3)
         "shared_a": base[2:8].view(2, 3),                # offset 2 into base's storage
         "shared_b": base[5:].as_strided((3, 2), (1, 3)),  # offset 5, overlapping shared_a, strided
