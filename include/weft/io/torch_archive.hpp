@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -135,7 +136,14 @@ public:
                    dtype_name(e.dtype), ", not bool");
         Shape<Rank> shape;
         for (int d = 0; d < Rank; ++d) shape.dims[d] = e.shape[std::size_t(d)];
-        auto out = Tensor<T, Rank, Cpu>::empty(shape);
+        // A view with zero strides (an expanded tensor) can be far larger than its storage.
+        Tensor<T, Rank, Cpu> out;
+        try {
+            out = Tensor<T, Rank, Cpu>::empty(shape);
+        } catch (const std::bad_alloc&) {
+            WEFT_FAIL(zip_.where(), ": tensor '", e.name, "' of shape ", list(e.shape), " (", e.numel(),
+                      " elements) does not fit in memory");
+        }
         if (e.numel() == 0) return out;
 
         // Read the span of the storage the view touches, then gather it in row-major order.
