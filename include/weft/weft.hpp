@@ -9,6 +9,7 @@
 #include "expr.hpp"
 #include "autograd.hpp"
 #include "io.hpp"
+#include "models.hpp"
 #include "nn.hpp"
 #include "ops.hpp"
 #include "optim.hpp"

@@ -1,0 +1,4 @@
+// weft/models.hpp: the models built from weft's layers. So far: CLIP's tokenizer.
+#pragma once
+
+#include "models/clip/tokenizer.hpp"
