@@ -249,21 +249,8 @@ bool needs_grad(const X&... inputs) {
     return grad_enabled() && (autograd::detail::requires_grad_of(inputs) || ...);
 }
 
-// Attaches a node to `out`: `backward(grad_out)` runs once the gradient of `out` is complete.
-// `inputs` are the op's tensor arguments (others are ignored); those that require grad become
-// the node's edges.
-template <Element T, int R, Device D, class F, class... X>
-void record(Tensor<T, R, D>& out, const char* name, F&& backward, const X&... inputs) {
-    static_assert(FloatingElement<T>, "weft: only floating-point results carry gradients");
-    auto node = std::make_shared<autograd::Slot<T, D>>(name, false, out.shape().dims, R);
-    (autograd::detail::push_input(node->inputs, inputs), ...);
-    node->backward_fn = [self = node.get(), f = std::forward<F>(backward)]() {
-        if (self->has_grad()) f(self->template grad_as<R>());
-    };
-    out.set_grad_slot(std::move(node));
-}
-
-// Same, with the edges already collected (for expressions, whose leaves are found at run time).
+// Attaches a node to `out` whose edges are `inputs`: `backward(grad_out)` runs once the
+// gradient of `out` is complete. (record() below collects the edges from an op's arguments.)
 template <Element T, int R, Device D, class F>
 void record_with_inputs(Tensor<T, R, D>& out, const char* name, F&& backward,
                         std::vector<std::shared_ptr<autograd::Node>> inputs) {
@@ -273,6 +260,17 @@ void record_with_inputs(Tensor<T, R, D>& out, const char* name, F&& backward,
         if (self->has_grad()) f(self->template grad_as<R>());
     };
     out.set_grad_slot(std::move(node));
+}
+
+// Attaches a node to `out`: `backward(grad_out)` runs once the gradient of `out` is complete.
+// `inputs` are the op's tensor arguments (others are ignored); those that require grad become
+// the node's edges.
+template <Element T, int R, Device D, class F, class... X>
+void record(Tensor<T, R, D>& out, const char* name, F&& backward, const X&... inputs) {
+    static_assert(FloatingElement<T>, "weft: only floating-point results carry gradients");
+    std::vector<std::shared_ptr<autograd::Node>> edges;
+    (autograd::detail::push_input(edges, inputs), ...);
+    record_with_inputs(out, name, std::forward<F>(backward), std::move(edges));
 }
 
 // Adds g into the gradient of `input` (inside a backward closure); nothing if it needs none.

@@ -45,31 +45,31 @@ std::array<bool, (R > 0 ? R : 1)> axis_mask(const int (&axes)[N], const char* wh
 }
 
 // The adjoint of a reduction's operand, from the gradient g of its keepdim-shaped result.
-template <class V, class G, class In>
+template <class V, class G>
 auto as_type(const G& g) {
     if constexpr (std::same_as<value_of<G>, V>) return g;
     else return cast<V>(g);
 }
 template <class V, class Acc, class G, class E, class Out, int R>
 auto reduction_adjoint(const reduce_op::Sum<Acc>&, const G& g, const E&, const Out&, const Shape<R>& in) {
-    return broadcast_to(as_type<V, G, E>(g), in);
+    return broadcast_to(as_type<V>(g), in);
 }
 template <class V, class Acc, class G, class E, class Out, int R>
 auto reduction_adjoint(const reduce_op::Mean<Acc>&, const G& g, const E&, const Out& out, const Shape<R>& in) {
-    return broadcast_to(as_type<V, G, E>(g) * (double(out.numel()) / double(in.numel())), in);
+    return broadcast_to(as_type<V>(g) * (double(out.numel()) / double(in.numel())), in);
 }
 template <class V, class Acc, class G, class E, class Out, int R>
 auto reduction_adjoint(const reduce_op::SumOver<Acc>& op, const G& g, const E&, const Out&, const Shape<R>& in) {
-    return broadcast_to(as_type<V, G, E>(g) / double(op.divisor), in);
+    return broadcast_to(as_type<V>(g) / double(op.divisor), in);
 }
 // The maximum's gradient goes to every element equal to it (all of them at ties).
 template <class V, class Acc, class G, class E, class Out, int R>
 auto reduction_adjoint(const reduce_op::Max<Acc>&, const G& g, const E& e, const Out& out, const Shape<R>&) {
-    return where(e == out, as_type<V, G, E>(g), 0);
+    return where(e == out, as_type<V>(g), 0);
 }
 template <class V, class Acc, class G, class E, class Out, int R>
 auto reduction_adjoint(const reduce_op::Min<Acc>&, const G& g, const E& e, const Out& out, const Shape<R>&) {
-    return where(e == out, as_type<V, G, E>(g), 0);
+    return where(e == out, as_type<V>(g), 0);
 }
 
 template <class Op> inline constexpr const char* reduction_name = "reduction";
