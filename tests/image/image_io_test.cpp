@@ -237,6 +237,19 @@ TEST_CASE("truncated and corrupt files are errors, at every cut") {
                 {"corrupt PNG data in 'flipped.png'", "fails its CRC check"});
 }
 
+TEST_CASE("a JPEG Huffman table with more than 256 codes is refused before stb overflows its table") {
+    // Debian's stb_image 2.27 does not check this and writes past a 257-byte array.
+    auto jpg = fixture_bytes("jpeg.q444.bytes");
+    std::size_t dht = 0;
+    for (std::size_t i = 2; i + 1 < jpg.size() && !dht; ++i)
+        if (jpg[i] == 0xFF && jpg[i + 1] == 0xC4) dht = i;
+    REQUIRE(dht > 0);
+    jpg[dht + 5] = 200;  // the table's counts of 1- and 2-bit codes (byte dht + 4 is class/id)
+    jpg[dht + 6] = 100;
+    check_error([&] { data::decode_image(jpg, "dht.jpg"); },
+                {"corrupt JPEG data in 'dht.jpg'", "Huffman table at byte", "(at most 256)"});
+}
+
 TEST_CASE("random damage never crashes: PNG always refused, JPEG refused or decoded") {
     const auto jpg = file_bytes(ade_path("images/ADE_val_00000003.jpg"));
     const auto png = file_bytes(ade_path("annotations/ADE_val_00000003.png"));

@@ -372,6 +372,62 @@ inline bool jpeg_has_end(std::span<const unsigned char> b) {
     return n >= 2 && b[n - 2] == 0xFF && b[n - 1] == 0xD9;
 }
 
+// Refuses JPEG data that would make stb_image 2.27 write out of bounds: a DHT segment whose 16
+// code-length counts add up to more than 256 symbols (stb's build_huffman then writes up to
+// 4080 entries into a 257-byte table; newer stb checks this, Debian's does not). Walks the
+// marker segments the way stb reads them, erring on the side of looking at more: bytes that
+// are not a marker are skipped one at a time (stb resynchronises so before the frame header),
+// entropy-coded data after SOS runs to the first 0xFF followed by neither 0x00, 0xFF nor RSTn
+// (stb's bit reader cannot read past that), and a table is checked even where the segment
+// length or the data ends inside it (stb reads the 17 bytes regardless, zeros past the end).
+// Anything else malformed is left to stb, which reports it.
+inline void check_jpeg_tables(std::span<const unsigned char> b, const char* op, std::string_view what) {
+    const std::size_t n = b.size();
+    std::size_t at = 2;  // past SOI
+    while (at + 1 < n) {
+        if (b[at] != 0xFF) {
+            ++at;
+            continue;
+        }
+        while (at + 1 < n && b[at + 1] == 0xFF) ++at;  // fill bytes
+        if (at + 1 >= n) return;
+        const unsigned char m = b[at + 1];
+        at += 2;
+        if (m == 0xD9) return;                                // EOI
+        if ((m >= 0xD0 && m <= 0xD7) || m == 0x01) continue;  // markers without a length
+        if (at + 2 > n) return;
+        const std::size_t len = std::size_t(b[at]) << 8 | b[at + 1];
+        if (len < 2) return;
+        if (m == 0xC4) {
+            for (std::size_t t = at + 2; t < at + len;) {
+                std::size_t symbols = 0;
+                for (std::size_t i = 1; i <= 16; ++i)
+                    if (t + i < n) symbols += b[t + i];
+                WEFT_CHECK(symbols <= 256, op, ": corrupt JPEG data in ", in_quotes(what),
+                           ": the Huffman table at byte ", t, " declares ", symbols, " codes (at most 256)");
+                t += 17 + symbols;
+            }
+        }
+        if (at + len > n) return;
+        at += len;
+        if (m == 0xDA) {
+            while (at + 1 < n) {
+                const void* ff = std::memchr(b.data() + at, 0xFF, n - at - 1);
+                if (!ff) return;
+                at = std::size_t(static_cast<const unsigned char*>(ff) - b.data());
+                const unsigned char next = b[at + 1];
+                if (next == 0x00 || (next >= 0xD0 && next <= 0xD7)) {
+                    at += 2;
+                } else if (next == 0xFF) {
+                    at += 1;
+                } else {
+                    break;  // a marker: the outer loop reads it
+                }
+            }
+        }
+    }
+}
+
 // ---- stb --------------------------------------------------------------------------------------
 
 struct Pixels {
@@ -414,6 +470,7 @@ inline Format checked_format(std::span<const unsigned char> bytes, const char* o
 inline Tensor<std::uint8_t, 3> decode_rgb(std::span<const unsigned char> bytes, const char* op,
                                           std::string_view what) {
     const Format f = checked_format(bytes, op, what);
+    if (f == Format::jpeg) check_jpeg_tables(bytes, op, what);
     std::vector<unsigned char> patched;
     if (f == Format::png && check_png(bytes, op, what).colour_type == 3) {
         patched = with_full_palette(bytes, false);
