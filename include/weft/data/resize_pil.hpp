@@ -31,6 +31,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -130,47 +131,42 @@ inline std::uint8_t clip8(std::int32_t acc) {
 
 inline constexpr std::int32_t half = std::int32_t(1) << (precision_bits - 1);
 
-// Horizontal pass over dense [rows, in_w, C] -> [rows, out_w, C]. C > 0 fixes the channel
-// count at compile time (the common 1, 3, 4); C == 0 reads `channels`.
+// [rows, cols, C] -> [cols, rows, C]: pixels of C bytes change places, in tiles that stay in
+// cache. C > 0 fixes the pixel size at compile time; C == 0 reads `c`.
 template <int C>
-void horizontal(const std::uint8_t* in, index_t in_w, std::uint8_t* out, index_t out_w, index_t rows,
-                index_t channels, const Taps& t) {
-    const index_t ch = C > 0 ? C : channels;
-    const index_t grain = std::max<index_t>(1, 65536 / std::max<index_t>(1, out_w * ch * t.ksize));
-    parallel_for(0, rows, grain, [&](index_t r0, index_t r1) {
-        for (index_t r = r0; r < r1; ++r) {
-            const std::uint8_t* row = in + r * in_w * ch;
-            std::uint8_t* dst = out + r * out_w * ch;
-            for (index_t i = 0; i < out_w; ++i) {
-                const std::int32_t* k = &t.weights[std::size_t(i * t.ksize)];
-                const std::uint8_t* src = row + t.first[std::size_t(i)] * ch;
-                const index_t n = t.count[std::size_t(i)];
-                if constexpr (C == 3) {
-                    std::int32_t s0 = half, s1 = half, s2 = half;
-                    for (index_t x = 0; x < n; ++x) {
-                        s0 += std::int32_t(src[3 * x + 0]) * k[x];
-                        s1 += std::int32_t(src[3 * x + 1]) * k[x];
-                        s2 += std::int32_t(src[3 * x + 2]) * k[x];
-                    }
-                    dst[3 * i + 0] = clip8(s0);
-                    dst[3 * i + 1] = clip8(s1);
-                    dst[3 * i + 2] = clip8(s2);
-                } else {
-                    for (index_t c = 0; c < ch; ++c) {
-                        std::int32_t s = half;
-                        for (index_t x = 0; x < n; ++x) s += std::int32_t(src[x * ch + c]) * k[x];
-                        dst[i * ch + c] = clip8(s);
-                    }
-                }
-            }
-        }
-    });
+void transpose_tiles(const std::uint8_t* in, index_t rows, index_t cols, index_t c, std::uint8_t* out) {
+    constexpr index_t tile = 16;
+    const index_t px = C > 0 ? C : c;
+    const index_t col_tiles = (cols + tile - 1) / tile;
+    parallel_for(0, col_tiles, std::max<index_t>(1, 65536 / std::max<index_t>(1, rows * px * tile)),
+                 [&](index_t t0, index_t t1) {
+                     for (index_t r0 = 0; r0 < rows; r0 += tile) {
+                         const index_t r1 = std::min(rows, r0 + tile);
+                         for (index_t x = t0 * tile; x < std::min(cols, t1 * tile); ++x) {
+                             const std::uint8_t* src = in + (r0 * cols + x) * px;
+                             std::uint8_t* dst = out + (x * rows + r0) * px;
+                             for (index_t r = r0; r < r1; ++r, src += cols * px, dst += px)
+                                 for (index_t k = 0; k < px; ++k) dst[k] = src[k];
+                         }
+                     }
+                 });
 }
 
-// Vertical pass over dense rows of `row_len` bytes: output row i sums input rows
+inline void transpose_pixels(const std::uint8_t* in, index_t rows, index_t cols, index_t c, std::uint8_t* out) {
+    switch (c) {
+        case 1: transpose_tiles<1>(in, rows, cols, c, out); break;
+        case 3: transpose_tiles<3>(in, rows, cols, c, out); break;
+        case 4: transpose_tiles<4>(in, rows, cols, c, out); break;
+        default: transpose_tiles<0>(in, rows, cols, c, out); break;
+    }
+}
+
+// One pass along the outer axis of dense rows of `row_len` bytes: output row i sums input rows
 // first[i] - row_offset ... (count[i] of them). Whole rows at a time, so the inner loop is a
-// contiguous multiply-add the compiler vectorises.
-inline void vertical(const std::uint8_t* in, index_t row_len, index_t row_offset, std::uint8_t* out,
+// contiguous multiply-add the compiler vectorises. The horizontal pass runs through it too, on
+// the transposed image: sums of integers do not depend on their order, so the result is
+// Pillow's, which loops over taps per pixel.
+inline void resample_outer(const std::uint8_t* in, index_t row_len, index_t row_offset, std::uint8_t* out,
                      index_t out_h, const Taps& t) {
     const index_t grain = std::max<index_t>(1, 65536 / std::max<index_t>(1, row_len * t.ksize));
     parallel_for(0, out_h, grain, [&](index_t i0, index_t i1) {
@@ -179,13 +175,15 @@ inline void vertical(const std::uint8_t* in, index_t row_len, index_t row_offset
             std::fill(acc.begin(), acc.end(), half);
             const std::int32_t* k = &t.weights[std::size_t(i * t.ksize)];
             const index_t first = t.first[std::size_t(i)] - row_offset;
-            std::int32_t* a = acc.data();
+            std::int32_t* __restrict a = acc.data();
             for (index_t y = 0; y < t.count[std::size_t(i)]; ++y) {
-                const std::uint8_t* src = in + (first + y) * row_len;
+                const std::uint8_t* __restrict src = in + (first + y) * row_len;
                 const std::int32_t w = k[y];
+#pragma GCC ivdep
                 for (index_t j = 0; j < row_len; ++j) a[j] += std::int32_t(src[j]) * w;
             }
-            std::uint8_t* dst = out + i * row_len;
+            std::uint8_t* __restrict dst = out + i * row_len;
+#pragma GCC ivdep
             for (index_t j = 0; j < row_len; ++j) dst[j] = clip8(a[j]);
         }
     });
@@ -209,15 +207,6 @@ Tensor<std::uint8_t, 3, D> resize_pil(const Tensor<std::uint8_t, 3, D>& hwc, ind
     const auto src = hwc.detach().contiguous();
     if (out_h == h && out_w == w) return src.clone();
 
-    auto run_horizontal = [&](const std::uint8_t* in, std::uint8_t* out, index_t rows, const pil::Taps& t) {
-        switch (c) {
-            case 1: pil::horizontal<1>(in, w, out, out_w, rows, c, t); break;
-            case 3: pil::horizontal<3>(in, w, out, out_w, rows, c, t); break;
-            case 4: pil::horizontal<4>(in, w, out, out_w, rows, c, t); break;
-            default: pil::horizontal<0>(in, w, out, out_w, rows, c, t); break;
-        }
-    };
-
     const pil::Taps vert = pil::taps(h, out_h, filter);
     // The vertical pass reads input rows [row_lo, row_hi): the horizontal pass makes only those.
     const index_t row_lo = vert.first.front();
@@ -225,15 +214,20 @@ Tensor<std::uint8_t, 3, D> resize_pil(const Tensor<std::uint8_t, 3, D>& hwc, ind
 
     if (out_w == w) {  // vertical only
         auto out = Tensor<std::uint8_t, 3>::empty(Shape<3>{out_h, w, c});
-        pil::vertical(src.data(), w * c, 0, out.data(), out_h, vert);
+        pil::resample_outer(src.data(), w * c, 0, out.data(), out_h, vert);
         return out;
     }
     const pil::Taps horiz = pil::taps(w, out_w, filter);
-    auto tmp = Tensor<std::uint8_t, 3>::empty(Shape<3>{row_hi - row_lo, out_w, c});  // [rows, out_w, C]
-    run_horizontal(src.data() + row_lo * w * c, tmp.data(), row_hi - row_lo, horiz);
+    const index_t rows = row_hi - row_lo;
+    auto cols = std::make_unique_for_overwrite<std::uint8_t[]>(std::size_t(w * rows * c));
+    auto cols_out = std::make_unique_for_overwrite<std::uint8_t[]>(std::size_t(out_w * rows * c));
+    pil::transpose_pixels(src.data() + row_lo * w * c, rows, w, c, cols.get());  // [W, rows, C]
+    pil::resample_outer(cols.get(), rows * c, 0, cols_out.get(), out_w, horiz);        // [out_w, rows, C]
+    auto tmp = Tensor<std::uint8_t, 3>::empty(Shape<3>{rows, out_w, c});           // [rows, out_w, C]
+    pil::transpose_pixels(cols_out.get(), out_w, rows, c, tmp.data());
     if (out_h == h) return tmp;  // horizontal only (then row_lo = 0, row_hi = h)
     auto out = Tensor<std::uint8_t, 3>::empty(Shape<3>{out_h, out_w, c});
-    pil::vertical(tmp.data(), out_w * c, row_lo, out.data(), out_h, vert);
+    pil::resample_outer(tmp.data(), out_w * c, row_lo, out.data(), out_h, vert);
     return out;
 }
 
