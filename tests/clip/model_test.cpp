@@ -18,7 +18,7 @@ using weft::test::fixture;
 
 namespace {
 
-std::filesystem::path data(const std::string& file) {
+std::filesystem::path reference_file(const std::string& file) {
     return std::filesystem::path(WEFT_SOURCE_DIR) / "tests/reference/data" / file;
 }
 
@@ -53,7 +53,7 @@ void check_global(const clip::Clip<T>& model, const std::string& m) {
 }  // namespace
 
 TEST_CASE("clip infers the ViT configuration from a TorchScript archive as build_model does", "[clip]") {
-    const auto c = clip::infer_config(Checkpoint::open(data("clip_vit_tiny.pt")));
+    const auto c = clip::infer_config(Checkpoint::open(reference_file("clip_vit_tiny.pt")));
     REQUIRE(c.is_vit());
     const auto& v = std::get<clip::VisionTransformerConfig>(c.vision);
     CHECK(c.embed_dim == 64);
@@ -70,7 +70,7 @@ TEST_CASE("clip infers the ViT configuration from a TorchScript archive as build
 }
 
 TEST_CASE("clip infers the ResNet configuration from a torch.save archive", "[clip]") {
-    const auto c = clip::infer_config(Checkpoint::open(data("clip_rn_tiny.pt")));
+    const auto c = clip::infer_config(Checkpoint::open(reference_file("clip_rn_tiny.pt")));
     REQUIRE(!c.is_vit());
     const auto& r = std::get<clip::ModifiedResNetConfig>(c.vision);
     CHECK(r.layers == std::array<index_t, 4>{1, 2, 1, 1});
@@ -81,17 +81,17 @@ TEST_CASE("clip infers the ResNet configuration from a torch.save archive", "[cl
 }
 
 TEST_CASE("clip ViT from an fp16 TorchScript archive matches PyTorch in float and double", "[clip]") {
-    check_global(*clip::load<float>(data("clip_vit_tiny.pt")), "vit");
-    check_global(*clip::load<double>(data("clip_vit_tiny.pt")), "vit");
+    check_global(*clip::load<float>(reference_file("clip_vit_tiny.pt")), "vit");
+    check_global(*clip::load<double>(reference_file("clip_vit_tiny.pt")), "vit");
 }
 
 TEST_CASE("clip ResNet from an fp16 torch.save archive matches PyTorch in float and double", "[clip]") {
-    check_global(*clip::load<float>(data("clip_rn_tiny.pt")), "rn");
-    check_global(*clip::load<double>(data("clip_rn_tiny.pt")), "rn");
+    check_global(*clip::load<float>(reference_file("clip_rn_tiny.pt")), "rn");
+    check_global(*clip::load<double>(reference_file("clip_rn_tiny.pt")), "rn");
 }
 
 TEST_CASE("clip model saved as safetensors loads back to the same embeddings", "[clip]") {
-    const auto model = clip::load<float>(data("clip_rn_tiny.pt"));
+    const auto model = clip::load<float>(reference_file("clip_rn_tiny.pt"));
     const auto path = scratch("rn.safetensors");
     nn::save_state(*model, path);
     CHECK(Checkpoint::open(path).format() == Checkpoint::Format::safetensors);
@@ -99,7 +99,7 @@ TEST_CASE("clip model saved as safetensors loads back to the same embeddings", "
 }
 
 TEST_CASE("clip dense ViT: taps, global and per-patch embeddings at another size match DenseCLIP's", "[clip]") {
-    const auto model = clip::load<double>(data("clip_vit_tiny.pt"));
+    const auto model = clip::load<double>(reference_file("clip_vit_tiny.pt"));
     const auto ref = fixture("clip_model");
     NoGrad no_grad;
     const Tensor<double, 4> images = cast<double>(ref.get<float, 4>("vit.dense.images"));  // [2, 3, 48, 40]
@@ -118,7 +118,7 @@ TEST_CASE("clip dense ViT: taps, global and per-patch embeddings at another size
 }
 
 TEST_CASE("clip dense ResNet: stages and the all-token attention pool match DenseCLIP's", "[clip]") {
-    const auto model = clip::load<double>(data("clip_rn_tiny.pt"));
+    const auto model = clip::load<double>(reference_file("clip_rn_tiny.pt"));
     const auto ref = fixture("clip_model");
     NoGrad no_grad;
     const Tensor<double, 4> images = cast<double>(ref.get<float, 4>("rn.dense.images"));  // [1, 3, 96, 64]
@@ -131,8 +131,8 @@ TEST_CASE("clip dense ResNet: stages and the all-token attention pool match Dens
 }
 
 TEST_CASE("clip positional grids resize bilinearly as DenseCLIP does at load time", "[clip]") {
-    const auto vit = clip::load<double>(data("clip_vit_tiny.pt"));
-    const auto rn = clip::load<double>(data("clip_rn_tiny.pt"));
+    const auto vit = clip::load<double>(reference_file("clip_vit_tiny.pt"));
+    const auto rn = clip::load<double>(reference_file("clip_rn_tiny.pt"));
     const auto ref = fixture("clip_model");
     check_model_output(clip::resize_positional_embedding(vit->vit->positional_embedding.detach(), {7, 7}),
                        ref.get<double, 2>("vit.resized_positional_embedding"), "ViT 4 -> 7");
@@ -141,8 +141,8 @@ TEST_CASE("clip positional grids resize bilinearly as DenseCLIP does at load tim
 }
 
 TEST_CASE("clip state names are OpenAI's", "[clip]") {
-    const auto model = clip::load<float>(data("clip_vit_tiny.pt"));
-    const auto ck = Checkpoint::open(data("clip_vit_tiny.pt"));
+    const auto model = clip::load<float>(reference_file("clip_vit_tiny.pt"));
+    const auto ck = Checkpoint::open(reference_file("clip_vit_tiny.pt"));
     std::size_t n = 0;
     for (const auto& e : model->named_state()) {
         INFO(e.name);
@@ -155,11 +155,11 @@ TEST_CASE("clip state names are OpenAI's", "[clip]") {
 
 TEST_CASE("clip load errors name the file and the key", "[clip]") {
     SECTION("not a CLIP checkpoint") {
-        CHECK_THROWS_WITH(clip::load<float>(data("linear.safetensors")),
+        CHECK_THROWS_WITH(clip::load<float>(reference_file("linear.safetensors")),
                           Catch::Contains("linear.safetensors") && Catch::Contains("text_projection"));
     }
     SECTION("a tensor of the wrong shape") {
-        const auto ck = Checkpoint::open(data("clip_rn_tiny.pt"));
+        const auto ck = Checkpoint::open(reference_file("clip_rn_tiny.pt"));
         std::vector<SafetensorsEntry> entries;
         for (const auto& name : ck.names()) {
             const auto shape = ck.shape(name);
@@ -182,7 +182,7 @@ TEST_CASE("clip load errors name the file and the key", "[clip]") {
     }
     SECTION("an official file name with other content") {
         const auto path = scratch("ViT-B-16.pt");
-        std::filesystem::copy_file(data("clip_vit_tiny.pt"), path, std::filesystem::copy_options::overwrite_existing);
+        std::filesystem::copy_file(reference_file("clip_vit_tiny.pt"), path, std::filesystem::copy_options::overwrite_existing);
         CHECK_THROWS_WITH(clip::load<float>(path), Catch::Contains("SHA-256") && Catch::Contains("ViT-B-16.pt"));
         CHECK_NOTHROW(clip::load<float>(path, {.verify_official_hash = false}));
     }
