@@ -7,8 +7,10 @@ Regenerate with Debian's interpreter (python3-pil 9.4, python3-torchvision 0.14)
 Pixels of the real ADE20K image: weft decodes JPEG with stb_image, PIL with libjpeg, and the two
 differ by a few levels (docs/image.md). So that PIL's resize and torchvision see exactly the
 pixels weft's read_image gives, this script compiles Debian's stb_image.h into a small shared
-library, decodes the JPEG with it, and hands that array to PIL. PIL's own decode is stored too
-(every 12th row of the smallest sample), for the decoder comparison.
+library, decodes the JPEG with it, and hands that array to PIL. (weft replaces stb's 4:2:2
+upsampler, which this plain build keeps; the ADE20K samples are 4:2:0, where the two agree.)
+PIL's own decode is stored too (every 12th row of the smallest sample), for the decoder
+comparison.
 
 Contents (tensor names):
   ade1.stb_row_sums              I32 [512, 3]  per-row channel sums of stb's decode (detects a
