@@ -1,5 +1,7 @@
-// weft/models.hpp: the models built from weft's layers. So far: CLIP's tokenizer.
+// weft/models.hpp: the models built from weft's layers: OpenAI's CLIP (encoders, loading,
+// tokenizer, image preprocessing).
 #pragma once
 
+#include "models/clip/load.hpp"
 #include "models/clip/preprocess.hpp"
 #include "models/clip/tokenizer.hpp"

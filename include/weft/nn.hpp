@@ -4,6 +4,7 @@
 #include "nn/tensor_ref.hpp"
 #include "nn/state_dict.hpp"
 #include "nn/module.hpp"
+#include "nn/load_checkpoint.hpp"
 #include "nn/state_file.hpp"
 #include "nn/init.hpp"
 #include "nn/activation.hpp"

@@ -8,6 +8,7 @@
 #include "core.hpp"
 #include "expr.hpp"
 #include "autograd.hpp"
+#include "data.hpp"
 #include "io.hpp"
 #include "models.hpp"
 #include "nn.hpp"
