@@ -16,8 +16,8 @@
 // 16-bit ones if they fit 8 bits). An RGB(A) PNG is accepted only if every pixel is grey.
 //
 // Bad input is a weft::Error naming the file and the reason (missing, unreadable, empty, not an
-// image weft decodes, truncated, corrupt: PNG chunk CRCs are checked, which stb alone does not).
-// Decoding never trusts sizes in the file beyond stb's own limits.
+// image weft decodes, truncated, corrupt). Two checks stb lacks run first: every PNG chunk's
+// CRC, and JPEG Huffman tables that would make Debian's stb 2.27 write out of bounds.
 //
 // stb: this header compiles stb_image and stb_image_write (Debian libstb-dev, <stb/...>) into
 // each translation unit that includes it, with internal linkage (STB_IMAGE_STATIC and
@@ -27,7 +27,7 @@
 // linker keeps them from; every copy is the same code, so which one runs makes no difference.)
 // A translation unit that includes this header must not compile stb_image's implementation
 // again; one that included <stb/stb_image.h> first uses those declarations, and the program
-// must then provide stb_image's implementation itself.
+// must then provide stb_image's implementation itself (without weft's 4:2:2 fix below).
 //
 // POSIX only (open/read/rename), like weft's checkpoint files.
 #pragma once
