@@ -10,6 +10,7 @@
 #include "autograd.hpp"
 #include "data.hpp"
 #include "io.hpp"
+#include "metrics.hpp"
 #include "models.hpp"
 #include "nn.hpp"
 #include "ops.hpp"
