@@ -120,7 +120,8 @@ TEST_CASE("metrics: match mmseg 0.19 (NumPy re-implementation) on random maps wi
     CHECK(m.miou == f.get<double, 1>("small_mIoU")(0));
     CHECK(m.macc == f.get<double, 1>("small_mAcc")(0));
 
-    const auto one = intersect_and_union(f.get<std::uint8_t, 2>("small_pred0"), f.get<std::uint8_t, 2>("small_label0"), 6);
+    const auto one =
+        intersect_and_union(f.get<std::uint8_t, 2>("small_pred0"), f.get<std::uint8_t, 2>("small_label0"), 6);
     check_same(one.intersect, f.get<double, 1>("small_image0_area_intersect"), "image 0 intersect");
     check_same(one.union_, f.get<double, 1>("small_image0_area_union"), "image 0 union");
     check_same(one.pred_label, f.get<double, 1>("small_image0_area_pred_label"), "image 0 pred");
@@ -179,8 +180,9 @@ TEST_CASE("metrics: bad input names the shapes and the value, and leaves the mat
     const std::string label = error_of([&] { cm.add(u8({{0, 1}, {2, 0}}), u8({{0, 1}, {7, 0}})); });
     CHECK(label.find("label 7") != std::string::npos);
     CHECK(label.find("row 1, column 0") != std::string::npos);
-    const std::string negative = error_of(
-        [&] { cm.add(Tensor<std::int32_t, 2>::from({{0, 1}}), Tensor<std::int32_t, 2>::from({{0, -1}})); });
+    const std::string negative = error_of([&] {
+        cm.add(Tensor<std::int32_t, 2>::from({{0, 1}}), Tensor<std::int32_t, 2>::from({{0, -1}}));
+    });
     CHECK(negative.find("label -1") != std::string::npos);
     const std::string pred = error_of([&] { cm.add(u8({{0, 3}}), u8({{0, 1}})); });
     CHECK(pred.find("prediction 3") != std::string::npos);

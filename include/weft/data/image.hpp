@@ -1,8 +1,9 @@
-// weft/data/image.hpp: JPEG, PNG and BMP decoding and PNG encoding (through stb) as uint8 tensors.
+// weft/data/image.hpp: JPEG, PNG and BMP decoding, PNG and JPEG encoding (through stb), as uint8 tensors.
 //
 //   Tensor<std::uint8_t, 3> rgb = weft::data::read_image("ADE_val_00000001.jpg");        // [H, W, 3]
 //   Tensor<std::uint8_t, 2> cls = weft::data::read_label_png("ADE_val_00000001.png");    // [H, W]
 //   weft::data::write_png("prediction.png", rgb);
+//   weft::data::write_jpeg("scene.jpg", rgb);                                            // quality 95
 //
 // read_image / decode_image give RGB as PIL's Image.open(f).convert("RGB") does: grey is
 // replicated, alpha is dropped (not composited), a palette is looked up, 16-bit samples keep
@@ -553,6 +554,30 @@ std::vector<unsigned char> encode_png(const Tensor<std::uint8_t, Rank>& image, c
     return out;
 }
 
+// JPEG bytes (baseline) of an [H, W, 1 or 3] image. stb subsamples chroma 4:2:0 at quality <= 90
+// and keeps it full (4:4:4) above.
+inline std::vector<unsigned char> encode_jpeg(const Tensor<std::uint8_t, 3>& image, int quality, const char* op) {
+    WEFT_CHECK(image.defined(), op, ": the image tensor is undefined");
+    const index_t h = image.size(0), w = image.size(1), c = image.size(2);
+    WEFT_CHECK(c == 1 || c == 3, op, ": an image of shape ", image.shape(), " has ", c,
+               " channels; JPEG holds 1 (grey) or 3 (RGB)");
+    WEFT_CHECK(h > 0 && w > 0, op, ": cannot encode an empty image of shape ", image.shape());
+    WEFT_CHECK(h <= 65535 && w <= 65535, op, ": an image of shape ", image.shape(),
+               " is larger than JPEG's 65535 x 65535");
+    WEFT_CHECK(quality >= 1 && quality <= 100, op, ": quality ", quality, " is outside [1, 100]");
+    const auto dense = image.contiguous();
+    std::vector<unsigned char> out;
+    const int ok = stbi_write_jpg_to_func(
+        [](void* ctx, void* data, int size) {
+            auto* v = static_cast<std::vector<unsigned char>*>(ctx);
+            const auto* d = static_cast<const unsigned char*>(data);
+            v->insert(v->end(), d, d + size);
+        },
+        &out, int(w), int(h), int(c), dense.data(), quality);
+    WEFT_CHECK(ok != 0, op, ": stb could not encode an image of shape ", image.shape(), " (out of memory?)");
+    return out;
+}
+
 }  // namespace detail::image
 
 // ---- decoding ---------------------------------------------------------------------------------
@@ -602,6 +627,17 @@ inline void write_png(const std::filesystem::path& path, const Tensor<std::uint8
 inline void write_png(const std::filesystem::path& path, const Tensor<std::uint8_t, 2>& hw) {
     const auto bytes = detail::image::encode_png(hw, "write_png");
     detail::image::write_file_atomically(path, bytes, "write_png");
+}
+
+// JPEG bytes of an [H, W, 3] RGB or [H, W, 1] grey image; quality 1..100 (stb's scale, as PIL's).
+inline std::vector<unsigned char> encode_jpeg(const Tensor<std::uint8_t, 3>& hwc, int quality = 95) {
+    return detail::image::encode_jpeg(hwc, quality, "encode_jpeg");
+}
+
+// Writes an [H, W, 3] RGB or [H, W, 1] grey image as JPEG: to "<path>.tmp", then renamed over `path`.
+inline void write_jpeg(const std::filesystem::path& path, const Tensor<std::uint8_t, 3>& hwc, int quality = 95) {
+    const auto bytes = detail::image::encode_jpeg(hwc, quality, "write_jpeg");
+    detail::image::write_file_atomically(path, bytes, "write_jpeg");
 }
 
 }  // namespace weft::data

@@ -67,8 +67,9 @@ public:
     // mismatch or a value out of range.
     template <class P, class L, Device D>
     void add(const Tensor<P, 2, D>& pred, const Tensor<L, 2, D>& label) {
-        static_assert(std::same_as<D, Cpu>, "weft: ConfusionMatrix::add takes CPU tensors; copy CUDA "
-                                            "predictions to the CPU first (.to<Cpu>())");
+        static_assert(std::same_as<D, Cpu>,
+                      "weft: ConfusionMatrix::add takes CPU tensors; copy CUDA "
+                      "predictions to the CPU first (.to<Cpu>())");
         static_assert(std::integral<P> && !std::same_as<P, bool> && std::integral<L> && !std::same_as<L, bool>,
                       "weft: ConfusionMatrix::add takes integer class indices (uint8, int32, int64); "
                       "take argmax over the class axis of the logits first");
@@ -85,9 +86,8 @@ public:
         WEFT_CHECK(this != &other, "ConfusionMatrix::merge: merging a matrix into itself would double it");
         const ConfusionMatrix snapshot(other);  // other's lock only while copying: no lock-order cycle
         WEFT_CHECK(snapshot.num_classes_ == num_classes_ && snapshot.ignore_index_ == ignore_index_,
-                   "ConfusionMatrix::merge: matrices differ (", num_classes_, " classes, ignore_index ",
-                   ignore_index_, " vs ", snapshot.num_classes_, " classes, ignore_index ", snapshot.ignore_index_,
-                   ")");
+                   "ConfusionMatrix::merge: matrices differ (", num_classes_, " classes, ignore_index ", ignore_index_,
+                   " vs ", snapshot.num_classes_, " classes, ignore_index ", snapshot.ignore_index_, ")");
         std::lock_guard lock(mutex_);
         for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += snapshot.counts_[i];
     }
@@ -100,8 +100,7 @@ public:
     // Pixels labelled `label_class` and predicted `pred_class`.
     std::int64_t count(std::int64_t label_class, std::int64_t pred_class) const {
         WEFT_CHECK(label_class >= 0 && label_class < num_classes_ && pred_class >= 0 && pred_class < num_classes_,
-                   "ConfusionMatrix::count: (", label_class, ", ", pred_class, ") is outside [0, ", num_classes_,
-                   ")");
+                   "ConfusionMatrix::count: (", label_class, ", ", pred_class, ") is outside [0, ", num_classes_, ")");
         std::lock_guard lock(mutex_);
         return counts_[std::size_t(label_class * num_classes_ + pred_class)];
     }
