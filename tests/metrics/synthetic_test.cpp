@@ -159,6 +159,33 @@ TEST_CASE("synthetic: colour and texture tell the classes apart") {
     CHECK(close_pairs <= 2);  // (door and table are both wood; texture and shape separate them)
 }
 
+TEST_CASE("synthetic: textures differ, smooth sky and ceiling, busy bricks, grass and wood grain") {
+    // Mean |horizontal difference| of grey values inside each class (pairs of same-class pixels).
+    std::array<double, 151> grad{}, pairs{};
+    for (int i = 0; i < 30; ++i) {
+        const auto s = denseclip::render_synthetic(9, denseclip::Split::validation, i, 96);
+        const index_t h = s.annotation.size(0), w = s.annotation.size(1);
+        for (index_t y = 0; y < h; ++y)
+            for (index_t x = 0; x + 1 < w; ++x) {
+                const int v = s.annotation(y, x);
+                if (s.annotation(y, x + 1) != v) continue;
+                double d = 0;
+                for (index_t c = 0; c < 3; ++c) d += double(s.image(y, x + 1, c)) - double(s.image(y, x, c));
+                grad[std::size_t(v)] += std::abs(d) / 3;
+                pairs[std::size_t(v)] += 1;
+            }
+    }
+    const auto busy = [&](int cls) { return grad[std::size_t(cls + 1)] / pairs[std::size_t(cls + 1)]; };
+    namespace id = denseclip::synthetic_ids;
+    INFO("sky " << busy(id::sky) << ", ceiling " << busy(id::ceiling) << ", building " << busy(id::building)
+                << ", grass " << busy(id::grass) << ", door " << busy(id::door));
+    CHECK(busy(id::sky) < 6);
+    CHECK(busy(id::ceiling) < 6);
+    CHECK(busy(id::building) > 3 * busy(id::sky));
+    CHECK(busy(id::grass) > 3 * busy(id::sky));
+    CHECK(busy(id::door) > 3 * busy(id::ceiling));
+}
+
 TEST_CASE("synthetic: bad arguments") {
     CHECK_THROWS_WITH(denseclip::render_synthetic(0, denseclip::Split::training, 0, 8), Catch::Contains("size 8"));
     CHECK_THROWS_WITH(denseclip::make_synthetic(fresh_dir("bad"), -1, 0, 64, 0), Catch::Contains("negative"));
