@@ -4,4 +4,5 @@
 
 #include "models/clip/load.hpp"
 #include "models/clip/preprocess.hpp"
+#include "models/clip/text_context_encoder.hpp"
 #include "models/clip/tokenizer.hpp"
