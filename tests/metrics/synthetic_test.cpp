@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -10,8 +11,7 @@
 #include <unistd.h>
 
 #include <weft/data/image.hpp>
-#include <weft/metrics/confusion_matrix.hpp>
-#include <weft/metrics/reduce_zero_label.hpp>
+#include <weft/metrics.hpp>
 
 #include "../../examples/denseclip/synthetic.hpp"
 
@@ -217,4 +217,53 @@ TEST_CASE("write_jpeg writes a JPEG that reads back close to the input, atomical
     CHECK(std::abs(int(g(3, 3, 0)) - 77) <= 1);
     CHECK_THROWS_WITH(data::write_jpeg(dir / "missing" / "x.jpg", img), Catch::Contains("x.jpg.tmp"));
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("metrics: scoring ADE-encoded prediction PNGs against the synthetic annotations (docs/metrics.md)") {
+    const auto root = fresh_dir("score");
+    denseclip::make_synthetic(root, 0, 15, 40, 21);
+    // Predictions in ADE's encoding: the annotations themselves, with class wall (PNG 1) painted
+    // as floor (PNG 4) in one image, written where a predict command would put them.
+    const auto pred_dir = root / "pred";
+    std::filesystem::create_directories(pred_dir);
+    std::vector<std::pair<std::filesystem::path, std::filesystem::path>> files;
+    std::int64_t wall_pixels = 0;
+    for (std::int64_t i = 0; i < 15; ++i) {
+        const std::string stem = denseclip::synthetic_stem(denseclip::Split::validation, i);
+        const auto label_png = root / "annotations" / "validation" / (stem + ".png");
+        auto pred = data::read_label_png(label_png).clone();
+        if (i == 0)
+            for (index_t k = 0; k < pred.numel(); ++k)
+                if (pred.data()[k] == 1) pred.data()[k] = 4, ++wall_pixels;
+        data::write_png(pred_dir / (stem + ".png"), pred);
+        files.emplace_back(pred_dir / (stem + ".png"), label_png);
+    }
+    REQUIRE(wall_pixels > 0);  // image 0 features class 0, wall
+    std::vector<std::string> class_names(150);
+    for (int c = 0; c < 150; ++c) class_names[std::size_t(c)] = "class " + std::to_string(c);
+
+    // as in docs/metrics.md
+    using namespace weft::metrics;
+    ConfusionMatrix cm(150);  // ignore_index 255
+    for (const auto& [pred_png, label_png] : files) {
+        auto label = reduce_zero_label(weft::data::read_label_png(label_png));  // [H, W], 0 -> 255, v -> v-1
+        auto pred = reduce_zero_label(weft::data::read_label_png(pred_png));    // same encoding
+        cm.add(pred, label);                                                    // any thread; counts this image
+    }
+    SegmentationMetrics m = segmentation_metrics(cm);
+
+    const std::string table = format_metrics_table(m, class_names);
+    namespace id = denseclip::synthetic_ids;
+    const double wall_total = m.totals.label[id::wall];
+    CHECK(m.totals.intersect[id::wall] == wall_total - double(wall_pixels));
+    CHECK(m.acc[id::wall] == (wall_total - double(wall_pixels)) / wall_total);
+    CHECK(m.iou[id::floor] == m.totals.label[id::floor] / (m.totals.label[id::floor] + double(wall_pixels)));
+    CHECK(m.iou[id::sky] == 1.0);
+    CHECK(std::isnan(m.iou[id::sky + 100]));  // a class the generator never draws
+    int defined = 0;
+    for (double v : m.iou) defined += !std::isnan(v);
+    CHECK(defined == 15);
+    CHECK(m.aacc == 1.0 - double(wall_pixels) / double(cm.total()));
+    CHECK(table.find("| class 2   | 100.00 | 100.00 |") != std::string::npos);
+    std::filesystem::remove_all(root);
 }
