@@ -110,7 +110,7 @@ TEST_CASE("to_hsv_cv equals cv2 BGR2HSV on all 2^24 colours", "[data]") {
     CHECK(bad_planes == 0);
 }
 
-TEST_CASE("from_hsv_cv matches cv2 HSV2BGR within one level at a few ties", "[data]") {
+TEST_CASE("from_hsv_cv matches cv2 HSV2BGR: one-pixel rows take OpenCV's scalar path", "[data]") {
     const auto in = ref().get<std::uint8_t, 2>("hsv.grid_in");        // [N, 3]
     const auto expected = ref().get<std::uint8_t, 2>("hsv.grid_bgr");  // [N, 3]
     const index_t n = in.size(0);
@@ -124,7 +124,8 @@ TEST_CASE("from_hsv_cv matches cv2 HSV2BGR within one level at a few ties", "[da
             worst = std::max(worst, d);
         }
     INFO(differing << " of " << n * 3 << " values differ; worst " << worst);
-    // Measured: 257 of the 11.8 million triples differ (OpenCV's AVX2 loop fuses multiply-adds).
+    // A [N, 1, 3] image is N rows of one pixel: all in OpenCV's scalar tail, which rounds. Measured
+    // over all 11.8 million triples: 172 differ by one (a fusion weft does not reproduce).
     CHECK(worst <= 1);
     CHECK(double(differing) <= 1e-3 * double(n * 3));
     // And the round trip through HSV of the real crop is what cv2 gives, up to those ties.
@@ -155,11 +156,11 @@ TEST_CASE("photometric steps equal mmseg's with fixed parameters", "[data]") {
     }
     check("photo.contrast.0.63", data::adjust_contrast(img, 0.63f), 0);
     check("photo.contrast.1.41", data::adjust_contrast(img, 1.41f), 0);
-    // Through HSV and back: cv2's HSV2BGR ties (above) may move a value by one.
-    check("photo.saturation.0.55", data::adjust_saturation(img, 0.55f, data::ChannelOrder::rgb), 4);
-    check("photo.saturation.1.37", data::adjust_saturation(img, 1.37f, data::ChannelOrder::rgb), 4);
-    check("photo.hue.11", data::shift_hue(img, 11, data::ChannelOrder::rgb), 4);
-    check("photo.hue.-18", data::shift_hue(img, -18, data::ChannelOrder::rgb), 4);
+    // Through HSV and back: exact too (columns 0..31 take OpenCV's vector path, 32..39 its tail).
+    check("photo.saturation.0.55", data::adjust_saturation(img, 0.55f, data::ChannelOrder::rgb), 0);
+    check("photo.saturation.1.37", data::adjust_saturation(img, 1.37f, data::ChannelOrder::rgb), 0);
+    check("photo.hue.11", data::shift_hue(img, 11, data::ChannelOrder::rgb), 0);
+    check("photo.hue.-18", data::shift_hue(img, -18, data::ChannelOrder::rgb), 0);
 }
 
 TEST_CASE("Normalize equals mmcv.imnormalize bit for bit", "[data]") {
