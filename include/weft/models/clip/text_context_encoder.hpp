@@ -65,7 +65,8 @@ public:
         WEFT_CHECK(c.context_length > 0 && c.vocab_size > 0 && c.embed_dim > 0,
                    "clip::TextContextEncoder: context_length ", c.context_length, ", vocab_size ", c.vocab_size,
                    " and embed_dim ", c.embed_dim, " must be positive");
-        // CLIP's text init; DenseCLIP overwrites everything from the checkpoint.
+        // DenseCLIP leaves these two as torch.empty until its checkpoint loads; weft draws them as
+        // CLIP's initialize_parameters does, so an unloaded encoder still computes finite numbers.
         positional_embedding = Tensor<T, 2, D>::empty({c.context_length, c.width});
         text_projection = Tensor<T, 2, D>::empty({c.width, c.embed_dim});
         nn::init::normal_(positional_embedding, 0.0, 0.01, gen);
