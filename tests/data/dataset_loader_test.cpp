@@ -272,6 +272,9 @@ TEST_CASE("SegLoader rethrows a worker's failure naming the file, and shuts down
         const auto msg = error_of([&] { loader.next(); });
         CHECK(msg.find("ADE_val_00000002.jpg") != std::string::npos);
         CHECK(msg.find("epoch 0") != std::string::npos);
+        CHECK_THROWS_WITH(loader.next(), Catch::Contains("start_epoch"));  // not a hang
+        loader.start_epoch(0);
+        CHECK(loader.next().has_value());
     }
     // Destroyed mid-epoch with batches in flight: the destructor joins the workers.
     const auto good = sample_set();

@@ -13,7 +13,8 @@
 // Workers claim whole batches in order and may run at most `prefetch` batches ahead of the
 // consumer (a bounded queue: memory stays at prefetch + workers batches). next() hands batches
 // out in order. A failure in a worker (a corrupt file, a bad label) is kept with its batch and
-// rethrown by next() as a weft::Error naming the sample's file; the workers stop. The
+// rethrown by next() as a weft::Error naming the sample's file; the workers stop, and the
+// epoch ends (next() then asks for start_epoch, which may begin the same epoch again). The
 // destructor, and start_epoch, stop and join the workers of the previous epoch.
 #pragma once
 
@@ -117,7 +118,14 @@ public:
             if (next_out_ >= total_) return std::nullopt;
             b = next_out_++;
         }
-        if (opt_.workers == 0) return make_batch(b);
+        if (opt_.workers == 0) {
+            try {
+                return make_batch(b);
+            } catch (...) {
+                started_ = false;
+                throw;
+            }
+        }
         Slot slot;
         {
             std::unique_lock lock(mutex_);
@@ -128,6 +136,7 @@ public:
         space_cv_.notify_all();
         if (slot.error) {
             stop();
+            started_ = false;  // the epoch cannot continue: later batches were never made
             std::rethrow_exception(slot.error);
         }
         return std::move(slot.batch);
