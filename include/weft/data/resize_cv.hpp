@@ -116,18 +116,28 @@ inline Tensor<std::uint8_t, 3> resize_bilinear_cv(const Tensor<std::uint8_t, 3>&
     }
     const d::Taps tx = d::taps(iw, out_w, true), ty = d::taps(ih, out_h, false);
     const index_t row = out_w * c;  // elements of one output row
+    // Per output element (column x, channel k): the two source offsets in a row and weights, so
+    // the horizontal pass is one flat loop over the row.
+    std::vector<int> off0(static_cast<std::size_t>(row)), off1(static_cast<std::size_t>(row));
+    std::vector<int> w0(static_cast<std::size_t>(row)), w1(static_cast<std::size_t>(row));
+    for (index_t x = 0; x < out_w; ++x) {
+        const index_t sx = tx.index[std::size_t(x)], sx1 = std::min(sx + 1, iw - 1);
+        for (index_t k = 0; k < c; ++k) {
+            const std::size_t i = std::size_t(x * c + k);
+            off0[i] = int(sx * c + k);
+            off1[i] = int(sx1 * c + k);
+            w0[i] = tx.weight[std::size_t(2 * x)];
+            w1[i] = tx.weight[std::size_t(2 * x + 1)];
+        }
+    }
     parallel_for(0, out_h, 8, [&](index_t b, index_t e) {
         std::vector<int> h0(static_cast<std::size_t>(row)), h1(static_cast<std::size_t>(row));
         index_t have0 = -1, have1 = -1;  // source rows held in h0 / h1
         auto hresize = [&](index_t sy, std::vector<int>& buf) {
             const std::uint8_t* r = s + sy * iw * c;
-            for (index_t x = 0; x < out_w; ++x) {
-                const index_t sx = tx.index[std::size_t(x)];
-                const int a0 = tx.weight[std::size_t(2 * x)], a1 = tx.weight[std::size_t(2 * x + 1)];
-                const index_t sx1 = std::min(sx + 1, iw - 1);
-                for (index_t k = 0; k < c; ++k)
-                    buf[std::size_t(x * c + k)] = int(r[sx * c + k]) * a0 + int(r[sx1 * c + k]) * a1;
-            }
+            int* out_row = buf.data();
+            const int *o0 = off0.data(), *o1 = off1.data(), *a0 = w0.data(), *a1 = w1.data();
+            for (index_t i = 0; i < row; ++i) out_row[i] = int(r[o0[i]]) * a0[i] + int(r[o1[i]]) * a1[i];
         };
         for (index_t y = b; y < e; ++y) {
             const index_t sy = ty.index[std::size_t(y)];

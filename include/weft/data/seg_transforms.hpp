@@ -137,14 +137,19 @@ inline SegSample flip_horizontal(const SegSample& s) {
     const auto img = s.image.contiguous();
     const index_t h = img.size(0), w = img.size(1), c = img.size(2);
     out.image = Tensor<std::uint8_t, 3>::empty(img.shape());
-    for (index_t y = 0; y < h; ++y)
-        for (index_t x = 0; x < w; ++x)
-            for (index_t k = 0; k < c; ++k) out.image.data()[(y * w + x) * c + k] = img.data()[(y * w + (w - 1 - x)) * c + k];
+    const std::uint8_t* src = img.data();
+    std::uint8_t* dst = out.image.data();
+    parallel_for(0, h, 64, [&](index_t b, index_t e) {
+        for (index_t y = b; y < e; ++y) {
+            const std::uint8_t* r = src + y * w * c;
+            std::uint8_t* o = dst + y * w * c;
+            for (index_t x = 0; x < w; ++x) std::copy_n(r + (w - 1 - x) * c, c, o + x * c);
+        }
+    });
     if (s.label.defined()) {
         const auto lab = s.label.contiguous();
         out.label = Tensor<std::uint8_t, 2>::empty(lab.shape());
-        for (index_t y = 0; y < h; ++y)
-            for (index_t x = 0; x < w; ++x) out.label.data()[y * w + x] = lab.data()[y * w + (w - 1 - x)];
+        for (index_t y = 0; y < h; ++y) std::reverse_copy(lab.data() + y * w, lab.data() + (y + 1) * w, out.label.data() + y * w);
     }
     return out;
 }
