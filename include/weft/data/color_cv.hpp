@@ -91,7 +91,7 @@ inline void from_hsv(int hb, int sb, int vb, std::uint8_t* rgb, bool simd) {
     } else {
         static constexpr int sector_data[6][3] = {{1, 3, 0}, {1, 0, 2}, {3, 0, 1}, {0, 2, 1}, {0, 1, 3}, {2, 1, 0}};
         h = stored(h * (6.f / 180.f));
-        h = std::fmod(h, 6.f);
+        if (h >= 6.f) h -= 6.f;  // fmod(h, 6) for h < 12 (H <= 255), exactly
         int sector = int(std::floor(h));
         h -= float(sector);
         if (unsigned(sector) >= 6u) sector = 0, h = 0.f;
