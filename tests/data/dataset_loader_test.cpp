@@ -4,10 +4,13 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include <weft/data.hpp>
 
@@ -290,4 +293,33 @@ TEST_CASE("SegLoader rethrows a worker's failure naming the file, and shuts down
     loader.start_epoch(1);  // restarting mid-epoch is allowed
     CHECK(loader.next().has_value());
     CHECK(!loader.next().has_value());
+}
+
+TEST_CASE("SegLoader prefetches at most `prefetch` batches ahead of the consumer", "[data]") {
+    const auto ade = sample_set();
+    std::atomic<int> made{0};
+    const data::SegTestPipeline test_pipe;
+    auto counting = [&](const data::SegSample& s, data::SampleRandom& rng) {
+        ++made;
+        return test_pipe(s, rng);
+    };
+    data::SegLoader loader(ade, counting, {.batch_size = 1, .workers = 3, .prefetch = 1, .shuffle = false});
+    // Waits until `n` samples were started (the machine may be slow), then a little longer.
+    auto settle = [&](int n) {
+        for (int i = 0; i < 1000 && made.load() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    };
+    loader.start_epoch(0);
+    settle(1);
+    CHECK(made.load() == 1);  // three idle workers, but only one batch may be ahead
+    auto b = loader.next();
+    REQUIRE(b.has_value());
+    CHECK(b->indices == std::vector<index_t>{0});
+    CHECK(b->labels.shape() == Shape<3>{1, ade.get(0).label.size(0), ade.get(0).label.size(1)});  // original size
+    settle(2);
+    CHECK(made.load() == 2);
+    int rest = 0;
+    while (loader.next()) ++rest;
+    CHECK(rest == 2);
+    CHECK(made.load() == 3);
 }

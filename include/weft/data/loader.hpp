@@ -41,7 +41,8 @@ namespace weft::data {
 // A batch: samples stacked along a new first axis.
 struct SegBatch {
     Tensor<float, 4> images;           // [B, 3, H, W]
-    Tensor<std::int64_t, 3> labels;    // [B, H, W] class indices, 255 = ignore
+    Tensor<std::int64_t, 3> labels;    // [B, H', W'] class indices, 255 = ignore (H', W' = H, W in
+                                       // training; the original size with SegTestPipeline)
     std::vector<index_t> indices;      // dataset index of each sample
     std::vector<std::string> names;    // image file of each sample
 };
@@ -164,7 +165,8 @@ private:
             }
             if (k == 0) {
                 batch.images = Tensor<float, 4>::empty(Shape<4>{count, t.image.size(0), t.image.size(1), t.image.size(2)});
-                batch.labels = Tensor<std::int64_t, 3>::empty(Shape<3>{count, t.image.size(1), t.image.size(2)});
+                WEFT_CHECK(t.label.defined(), "SegLoader: sample ", idx, " ('", t.name, "') has no label");
+                batch.labels = Tensor<std::int64_t, 3>::empty(Shape<3>{count, t.label.size(0), t.label.size(1)});
             }
             const bool same_shape = t.image.size(0) == batch.images.size(1) && t.image.size(1) == batch.images.size(2) &&
                                     t.image.size(2) == batch.images.size(3);
@@ -172,9 +174,12 @@ private:
                        "SegLoader: sample ", idx, " ('", t.name, "') has shape ", t.image.shape(),
                        " but the batch started with ", batch.images.shape(),
                        "; batch samples of one size (pad or crop) or use batch_size 1");
-            WEFT_CHECK(t.label.defined() && t.label.size(0) == t.image.size(1) && t.label.size(1) == t.image.size(2),
-                       "SegLoader: sample ", idx, " ('", t.name, "') has a label of shape ",
-                       (t.label.defined() ? t.label.shape() : Shape<2>()), " for an image of shape ", t.image.shape());
+            // Training labels match their (padded) image; test labels keep the original size.
+            const bool same_label = t.label.defined() && t.label.size(0) == batch.labels.size(1) &&
+                                    t.label.size(1) == batch.labels.size(2);
+            WEFT_CHECK(same_label, "SegLoader: sample ", idx, " ('", t.name, "') has a label of shape ",
+                       (t.label.defined() ? t.label.shape() : Shape<2>()), " but the batch's labels are ",
+                       batch.labels.shape(), "; batch samples of one size or use batch_size 1");
             const auto img = t.image.contiguous();
             std::copy_n(img.data(), img.numel(), batch.images.data() + k * img.numel());
             const auto lab = t.label.contiguous();
