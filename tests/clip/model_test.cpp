@@ -190,3 +190,26 @@ TEST_CASE("clip load errors name the file and the key", "[clip]") {
         CHECK_THROWS_WITH(clip::load<float>(scratch("absent.pt")), Catch::Contains("absent.pt"));
     }
 }
+
+TEST_CASE("clip image encoders built for another resolution load CLIP weights with a resized grid", "[clip]") {
+    const auto ck = Checkpoint::open(reference_file("clip_vit_tiny.pt"));
+    const auto ref = fixture("clip_model");
+    clip::VisionTransformer<double> vit({.input_resolution = 56, .patch_size = 8, .width = 128, .layers = 2, .heads = 2,
+                                         .output_dim = 64});  // a 7×7 grid; the file's is 4×4
+    clip::load_image_encoder(vit, ck);
+    check_model_output(vit.positional_embedding.detach(), ref.get<double, 2>("vit.resized_positional_embedding"),
+                       "ViT grid 4 -> 7 at load");
+    const auto full = clip::load<double>(reference_file("clip_vit_tiny.pt"));
+    check_close(vit.proj.detach(), full->vit->proj.detach(), 0, 0, "other tensors as stored");
+
+    const auto rck = Checkpoint::open(reference_file("clip_rn_tiny.pt"));
+    clip::ModifiedResNet<double> rn({.layers = {1, 2, 1, 1}, .output_dim = 64, .heads = 4, .input_resolution = 128,
+                                     .width = 8});  // a 4×4 grid; the file's is 2×2
+    clip::load_image_encoder(rn, rck);
+    check_model_output(rn.attnpool.positional_embedding.detach(), ref.get<double, 2>("rn.resized_positional_embedding"),
+                       "attention pool grid 2 -> 4 at load");
+
+    clip::VisionTransformer<double> wrong({.input_resolution = 56, .patch_size = 8, .width = 64, .layers = 2,
+                                           .heads = 1, .output_dim = 64});
+    CHECK_THROWS_WITH(clip::load_image_encoder(wrong, ck), Catch::Contains("clip_vit_tiny.pt"));
+}

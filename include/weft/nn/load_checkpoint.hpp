@@ -9,10 +9,10 @@
 // names after `prefix`; strict loading checks every key and shape first and throws weft::Error
 // naming the file and each missing, unexpected or mis-shaped key, before any tensor is written;
 // stored element types are converted to the module's. Two hooks cover what real checkpoints
-// carry beyond a module's state: `ignore` names file keys (prefix stripped) that are neither
-// loaded nor reported (OpenAI's `input_resolution` scalars), and `optional` names module keys
-// that may be absent and keep their value (PyTorch's BatchNorm `num_batches_tracked`, which
-// older files lack).
+// carry beyond a module's state: `ignore` names keys (prefix stripped) that are left alone on
+// both sides, neither loaded nor checked nor reported (OpenAI's `input_resolution` scalars, or a
+// tensor the caller converts itself), and `optional` names module keys that may be absent and
+// keep their value (PyTorch's BatchNorm `num_batches_tracked`, which older files lack).
 #pragma once
 
 #include <functional>
@@ -29,7 +29,7 @@ namespace weft::nn {
 struct CheckpointLoadOptions {
     bool strict = true;
     std::string prefix = "";
-    std::function<bool(std::string_view)> ignore = nullptr;    // file keys to skip silently
+    std::function<bool(std::string_view)> ignore = nullptr;    // keys to leave alone on both sides
     std::function<bool(std::string_view)> optional = nullptr;  // module keys that may be missing
 };
 
@@ -47,8 +47,10 @@ LoadReport load_state(Module<T, D>& module, const Checkpoint& ck, const Checkpoi
         for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
         return r + "]";
     };
+    auto ignored = [&](std::string_view name) { return options.ignore && options.ignore(name); };
     for (const auto& e : own) {
         expected.insert(e.name);
+        if (ignored(e.name)) continue;
         const std::string key = prefix + e.name;
         if (!ck.contains(key)) {
             if (options.optional && options.optional(e.name)) continue;
@@ -62,7 +64,7 @@ LoadReport load_state(Module<T, D>& module, const Checkpoint& ck, const Checkpoi
     for (const auto& key : ck.names()) {
         if (key.compare(0, prefix.size(), prefix) != 0) continue;
         const std::string name = key.substr(prefix.size());
-        if (expected.count(name) || (options.ignore && options.ignore(name))) continue;
+        if (expected.count(name) || ignored(name)) continue;
         report.unexpected.push_back(name);
         unexpected_detail.push_back(name + " " + shape_str(ck.shape(key)));
     }
@@ -73,7 +75,7 @@ LoadReport load_state(Module<T, D>& module, const Checkpoint& ck, const Checkpoi
     NoGrad no_grad;
     for (const auto& e : own) {
         const std::string key = prefix + e.name;
-        if (!ck.contains(key) || ck.shape(key) != e.tensor.shape()) continue;
+        if (ignored(e.name) || !ck.contains(key) || ck.shape(key) != e.tensor.shape()) continue;
         e.tensor.visit([&](auto& t) {
             constexpr int R = std::remove_cvref_t<decltype(t)>::rank;
             t.copy_from(ck.template get<T, R>(key).template to<D>());

@@ -137,6 +137,43 @@ void load_weights(Clip<T, D>& model, const Checkpoint& ck) {
                     .optional = [](std::string_view k) { return detail::ends_with(k, ".num_batches_tracked"); }});
 }
 
+namespace detail {
+
+// Loads `encoder` from the keys under `prefix`, resizing the stored positional embedding
+// `pos_name` ([1 + g·g, C]) to the encoder's own grid when the sizes differ.
+template <Element T, Device D>
+void load_resizing(nn::Module<T, D>& encoder, Tensor<T, 2, D>& pos, const Checkpoint& ck, const std::string& prefix,
+                   const std::string& pos_name) {
+    const std::string key = prefix + pos_name;
+    WEFT_CHECK(ck.contains(key), ck.where(), ": no tensor '", key, "' (is this a CLIP checkpoint with this image encoder?)");
+    nn::load_state(encoder, ck,
+                   {.prefix = prefix,
+                    .ignore = [&](std::string_view k) { return k == pos_name; },
+                    .optional = [](std::string_view k) { return ends_with(k, ".num_batches_tracked"); }});
+    const auto stored = ck.get<T, 2>(key);  // [1 + g·g, C]
+    WEFT_CHECK(stored.size(1) == pos.size(1), ck.where(), ": '", key, "' has width ", stored.size(1),
+               ", the encoder's positional embedding ", pos.size(1));
+    const index_t g = positional_grid_side(pos, "the encoder's positional embedding");
+    positional_grid_side(stored, ck.where() + ": '" + key + "'");
+    NoGrad no_grad;
+    pos.copy_from(resize_positional_embedding(stored, {g, g}).template to<D>());
+}
+
+}  // namespace detail
+
+// CLIP's image-encoder weights into an encoder built for another input resolution, as DenseCLIP
+// loads them (spec §2.1-2.2): every tensor under `prefix` must fit, except the positional
+// embedding, whose grid is resized bilinearly to the encoder's (7×7 -> 16×16 for a ResNet at
+// 512, 14×14 -> 40×40 for ViT-B/16 at 640).
+template <Element T, Device D>
+void load_image_encoder(VisionTransformer<T, D>& encoder, const Checkpoint& ck, const std::string& prefix = "visual.") {
+    detail::load_resizing(encoder, encoder.positional_embedding, ck, prefix, "positional_embedding");
+}
+template <Element T, Device D>
+void load_image_encoder(ModifiedResNet<T, D>& encoder, const Checkpoint& ck, const std::string& prefix = "visual.") {
+    detail::load_resizing(encoder, encoder.attnpool.positional_embedding, ck, prefix, "attnpool.positional_embedding");
+}
+
 template <Element T = float, Device D = Cpu>
 std::unique_ptr<Clip<T, D>> load(const std::filesystem::path& path, const LoadOptions& options = {}) {
     if (options.verify_official_hash) verify_official_checkpoint(path);
