@@ -10,6 +10,9 @@
 // is x times a constant [N, C, 1, 1] factor, an expression that differentiates itself.
 #pragma once
 
+#include <algorithm>
+#include <concepts>
+#include <cstdint>
 #include <memory>
 
 #include "../../core/tensor.hpp"
@@ -23,9 +26,9 @@ Tensor<T, 4, D> dropout2d(const Tensor<T, 4, D>& x, double p, bool training, Gen
     static_assert(FloatingElement<T>, "weft: dropout2d needs a floating-point tensor");
     weft::detail::check_drop_probability("dropout2d", p);
     if (!training || p == 0.0) return x;
-    const index_t n = x.size(0) * x.size(1);
-    auto factor = Tensor<T, 4, Cpu>::empty({x.size(0), x.size(1), 1, 1});  // [N, C, 1, 1]
     if constexpr (std::same_as<D, Cpu>) {
+        const index_t n = x.size(0) * x.size(1);
+        auto factor = Tensor<T, 4, D>::empty({x.size(0), x.size(1), 1, 1});  // [N, C, 1, 1]
         auto keep = std::make_unique<bool[]>(std::size_t(n));
         if (p >= 1.0) {
             std::fill(keep.get(), keep.get() + n, false);
