@@ -8,7 +8,9 @@
 // mode, gradient recording off (weft::NoGrad here; libtorch's side, bench/libtorch/clip.cpp,
 // under c10::InferenceMode), a new result per call. libtorch runs with one intra-op thread per
 // core, weft with its default (all cores). Each case runs five repetitions and reports
-// aggregates; compare the medians (scripts/bench-ratios.py).
+// aggregates; compare the medians (scripts/bench-ratios.py). libtorch's time depends on whether
+// glibc hands its large temporaries back to the kernel (page faults in every forward); see
+// "CLIP ViT-B/16 forward" in docs/performance.md for GLIBC_TUNABLES that keep them.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
