@@ -12,31 +12,12 @@ using weft::test::check_close;
 
 namespace {
 
-const std::string fixture_path = std::string(WEFT_SOURCE_DIR) + "/tests/reference/data/nn.safetensors";
-
-std::string joined(const std::vector<std::string>& names) {
-    std::string s;
-    for (const auto& n : names) s += (s.empty() ? "" : ",") + n;
-    return s;
-}
-
 // Loads "<name>.state.*" strictly and checks the names and their order against PyTorch's.
-void load(nn::Module<double>& m, const std::string& name) {
-    const auto report = nn::load_state(m, fixture_path, true, name + ".state.");
-    CHECK(report.ok());
-    CHECK(joined(m.state_dict().names()) == weft::test::fixture("nn").metadata().at(name + ".keys"));
-}
+void load(nn::Module<double>& m, const std::string& name) { weft::test::load_fixture_state(m, "nn", name); }
 
 // Every parameter's gradient against "<name>.grad.<param>".
 void check_param_grads(const nn::Module<double>& m, const std::string& name, double tol = 1e-10) {
-    const auto f = weft::test::fixture("nn");
-    for (const auto& p : m.named_parameters()) {
-        p.tensor.visit([&](const auto& t) {
-            constexpr int R = std::remove_cvref_t<decltype(t)>::rank;
-            REQUIRE(t.grad().defined());
-            check_close(t.grad(), f.get<double, R>(name + ".grad." + p.name), tol, tol, name + " grad " + p.name);
-        });
-    }
+    weft::test::check_param_grads(m, "nn", name, tol);
 }
 
 }  // namespace

@@ -19,20 +19,9 @@ using weft::test::check_close;
 namespace {
 
 constexpr double tol = 1e-10;
-const std::string fixture_path = std::string(WEFT_SOURCE_DIR) + "/tests/reference/data/segmentation.safetensors";
-
-std::string joined(const std::vector<std::string>& names) {
-    std::string s;
-    for (const auto& n : names) s += (s.empty() ? "" : ",") + n;
-    return s;
-}
 
 // Loads "<name>.state.*" strictly; the names (and their order) must be PyTorch's exactly.
-void load(nn::Module<double>& m, const std::string& name) {
-    const auto report = nn::load_state(m, fixture_path, true, name + ".state.");
-    CHECK(report.ok());
-    CHECK(joined(m.state_dict().names()) == weft::test::fixture("segmentation").metadata().at(name + ".keys"));
-}
+void load(nn::Module<double>& m, const std::string& name) { weft::test::load_fixture_state(m, "segmentation", name); }
 
 std::vector<Tensor<double, 4>> inputs(const SafetensorsFile& f, const std::string& name, int n) {
     std::vector<Tensor<double, 4>> xs;
@@ -60,12 +49,7 @@ void check_grads(const SafetensorsFile& f, const std::string& name, const nn::Mo
         check_close(xs[i].grad(), f.get<double, 4>(name + ".grad_in." + std::to_string(i)), tol, tol,
                     name + " grad input " + std::to_string(i));
     }
-    for (const auto& p : m.named_parameters())
-        p.tensor.visit([&](const auto& t) {
-            constexpr int R = std::remove_cvref_t<decltype(t)>::rank;
-            REQUIRE(t.grad().defined());
-            check_close(t.grad(), f.get<double, R>(name + ".grad." + p.name), tol, tol, name + " grad " + p.name);
-        });
+    weft::test::check_param_grads(m, "segmentation", name, tol);
 }
 
 // The BN running statistics and batch counters after a training forward.

@@ -48,4 +48,27 @@ void check_close(const Tensor<T, R>& actual, const Tensor<U, R>& expected, doubl
     CHECK(bad == 0);
 }
 
+// Loads the tensors "<name>.state.*" of fixture `file` into `m` strictly, and checks that the
+// module's state names, in order, are the ones PyTorch listed (metadata "<name>.keys").
+inline void load_fixture_state(nn::Module<double>& m, const std::string& file, const std::string& name) {
+    const auto report = nn::load_state(m, std::string(WEFT_SOURCE_DIR) + "/tests/reference/data/" + file +
+                                              ".safetensors", true, name + ".state.");
+    CHECK(report.ok());
+    std::string names;
+    for (const auto& n : m.state_dict().names()) names += (names.empty() ? "" : ",") + n;
+    CHECK(names == fixture(file).metadata().at(name + ".keys"));
+}
+
+// Every parameter's gradient against "<name>.grad.<parameter name>" of fixture `file`.
+inline void check_param_grads(const nn::Module<double>& m, const std::string& file, const std::string& name,
+                              double tol) {
+    const auto f = fixture(file);
+    for (const auto& p : m.named_parameters())
+        p.tensor.visit([&](const auto& t) {
+            constexpr int R = std::remove_cvref_t<decltype(t)>::rank;
+            REQUIRE(t.grad().defined());
+            check_close(t.grad(), f.get<double, R>(name + ".grad." + p.name), tol, tol, name + " grad " + p.name);
+        });
+}
+
 }  // namespace weft::test

@@ -23,6 +23,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -36,11 +37,6 @@
 namespace weft::clip {
 
 namespace detail {
-
-inline bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-inline bool ends_with(std::string_view s, std::string_view p) {
-    return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
 
 // The i-th dot-separated field of `key` ("" when there is none).
 inline std::string_view field(std::string_view key, int i) {
@@ -56,7 +52,7 @@ inline std::string_view field(std::string_view key, int i) {
 inline index_t count_blocks(const Checkpoint& ck, std::string_view prefix) {
     std::set<std::string, std::less<>> ids;
     for (const auto& k : ck.names())
-        if (starts_with(k, prefix)) ids.emplace(field(k, 2));
+        if (std::string_view(k).starts_with(prefix)) ids.emplace(field(k, 2));
     return index_t(ids.size());
 }
 
@@ -105,7 +101,7 @@ inline ClipConfig infer_config(const Checkpoint& ck) {
         v.patch_size = conv[3];
         v.layers = 0;
         for (const auto& k : ck.names())
-            if (starts_with(k, "visual.") && ends_with(k, ".attn.in_proj_weight")) ++v.layers;
+            if (k.starts_with("visual.") && k.ends_with(".attn.in_proj_weight")) ++v.layers;
         v.input_resolution = v.patch_size * grid_of(ck, "visual.positional_embedding");
         v.heads = heads_for(ck, v.width, 64, "the vision transformer's");
         v.output_dim = c.embed_dim;
@@ -134,7 +130,7 @@ void load_weights(Clip<T, D>& model, const Checkpoint& ck) {
                    {.ignore = [](std::string_view k) {
                         return k == "input_resolution" || k == "context_length" || k == "vocab_size";
                     },
-                    .optional = [](std::string_view k) { return detail::ends_with(k, ".num_batches_tracked"); }});
+                    .optional = [](std::string_view k) { return k.ends_with(".num_batches_tracked"); }});
 }
 
 namespace detail {
@@ -143,13 +139,15 @@ namespace detail {
 // `pos_name` ([1 + g·g, C]) to the encoder's own grid when the sizes differ.
 template <Element T, Device D>
 void load_resizing(nn::Module<T, D>& encoder, Tensor<T, 2, D>& pos, const Checkpoint& ck, const std::string& prefix,
-                   const std::string& pos_name) {
+                   const std::string& pos_name, const std::function<bool(std::string_view)>& not_in_clip) {
     const std::string key = prefix + pos_name;
     WEFT_CHECK(ck.contains(key), ck.where(), ": no tensor '", key, "' (is this a CLIP checkpoint with this image encoder?)");
     nn::load_state(encoder, ck,
                    {.prefix = prefix,
                     .ignore = [&](std::string_view k) { return k == pos_name; },
-                    .optional = [](std::string_view k) { return ends_with(k, ".num_batches_tracked"); }});
+                    .optional = [&](std::string_view k) {
+                        return k.ends_with(".num_batches_tracked") || (not_in_clip && not_in_clip(k));
+                    }});
     const auto stored = ck.get<T, 2>(key);  // [1 + g·g, C]
     WEFT_CHECK(stored.size(1) == pos.size(1), ck.where(), ": '", key, "' has width ", stored.size(1),
                ", the encoder's positional embedding ", pos.size(1));
@@ -164,14 +162,19 @@ void load_resizing(nn::Module<T, D>& encoder, Tensor<T, 2, D>& pos, const Checkp
 // CLIP's image-encoder weights into an encoder built for another input resolution, as DenseCLIP
 // loads them (spec §2.1-2.2): every tensor under `prefix` must fit, except the positional
 // embedding, whose grid is resized bilinearly to the encoder's (7×7 -> 16×16 for a ResNet at
-// 512, 14×14 -> 40×40 for ViT-B/16 at 640).
+// 512, 14×14 -> 40×40 for ViT-B/16 at 640). `not_in_clip` names the encoder's own keys that
+// CLIP's file cannot hold and that keep their initialisation (DenseCLIP's ViT adapters fpn1..4,
+// registered on the same module); every other key must be there.
 template <Element T, Device D>
-void load_image_encoder(VisionTransformer<T, D>& encoder, const Checkpoint& ck, const std::string& prefix = "visual.") {
-    detail::load_resizing(encoder, encoder.positional_embedding, ck, prefix, "positional_embedding");
+void load_image_encoder(VisionTransformer<T, D>& encoder, const Checkpoint& ck, const std::string& prefix = "visual.",
+                        const std::function<bool(std::string_view)>& not_in_clip = nullptr) {
+    detail::load_resizing(encoder, encoder.positional_embedding, ck, prefix, "positional_embedding", not_in_clip);
 }
 template <Element T, Device D>
-void load_image_encoder(ModifiedResNet<T, D>& encoder, const Checkpoint& ck, const std::string& prefix = "visual.") {
-    detail::load_resizing(encoder, encoder.attnpool.positional_embedding, ck, prefix, "attnpool.positional_embedding");
+void load_image_encoder(ModifiedResNet<T, D>& encoder, const Checkpoint& ck, const std::string& prefix = "visual.",
+                        const std::function<bool(std::string_view)>& not_in_clip = nullptr) {
+    detail::load_resizing(encoder, encoder.attnpool.positional_embedding, ck, prefix, "attnpool.positional_embedding",
+                          not_in_clip);
 }
 
 template <Element T = float, Device D = Cpu>

@@ -95,14 +95,10 @@ public:
         const auto y = ln_final(transformer(seq, causal_mask<T, D>(L)));        // [B*K, L, W]
 
         // The end token of each class row: the first largest id (torch.argmax), after the contexts.
-        const auto host = text.template to<Cpu>().contiguous();
+        const auto eot_pos = end_token_positions(text);
         auto rows = Tensor<std::int64_t, 1, Cpu>::empty({B * K});
-        for (index_t k = 0; k < K; ++k) {
-            index_t best = 0;
-            for (index_t l = 1; l < N1; ++l)
-                if (host(k, l) > host(k, best)) best = l;
-            for (index_t b = 0; b < B; ++b) rows(b * K + k) = (b * K + k) * L + best + N2;
-        }
+        for (index_t k = 0; k < K; ++k)
+            for (index_t b = 0; b < B; ++b) rows(b * K + k) = (b * K + k) * L + eot_pos[std::size_t(k)] + N2;
         const auto eot = index_select(y.reshape(B * K * L, W), 0, rows.template to<D>());  // [B*K, W]
         return matmul(eot, text_projection).reshape(B, K, config_.embed_dim);              // [B, K, embed_dim]
     }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <limits>
+#include <vector>
 
 #include "../../expr.hpp"
 #include "../../nn/embedding.hpp"
@@ -47,6 +48,18 @@ Tensor<T, 2, D> causal_mask(index_t L) {
     for (index_t i = 0; i < L; ++i)
         for (index_t j = i + 1; j < L; ++j) m(i, j) = -std::numeric_limits<T>::infinity();
     return m.template to<D>();
+}
+
+// The position of each row's end-of-text token: its first largest id, as torch.argmax
+// (<|endoftext|> = 49407 is the largest id CLIP's tokenizer gives). tokens [N, L] -> N positions.
+template <Device D>
+std::vector<index_t> end_token_positions(const Tensor<std::int64_t, 2, D>& tokens) {
+    const auto host = tokens.template to<Cpu>().contiguous();
+    std::vector<index_t> pos(std::size_t(host.size(0)), 0);
+    for (index_t n = 0; n < host.size(0); ++n)
+        for (index_t l = 1; l < host.size(1); ++l)
+            if (host(n, l) > host(n, pos[std::size_t(n)])) pos[std::size_t(n)] = l;
+    return pos;
 }
 
 template <Element T = float, Device D = Cpu>
@@ -80,15 +93,9 @@ public:
     Tensor<T, 2, D> forward(const Tensor<std::int64_t, 2, D>& tokens) const {
         const auto x = features(tokens);                 // [N, L, width]
         const index_t N = x.size(0), L = x.size(1), W = x.size(2);
-        // The end-of-text rows: the first largest id of each row, as torch.argmax.
-        const auto host = tokens.template to<Cpu>().contiguous();
+        const auto eot_pos = end_token_positions(tokens);
         auto rows = Tensor<std::int64_t, 1, Cpu>::empty({N});
-        for (index_t n = 0; n < N; ++n) {
-            index_t best = 0;
-            for (index_t l = 1; l < L; ++l)
-                if (host(n, l) > host(n, best)) best = l;
-            rows(n) = n * L + best;
-        }
+        for (index_t n = 0; n < N; ++n) rows(n) = n * L + eot_pos[std::size_t(n)];
         const auto eot = index_select(x.reshape(N * L, W), 0, rows.template to<D>());  // [N, width]
         return matmul(eot, text_projection);                                            // [N, output_dim]
     }
