@@ -4,6 +4,7 @@
 #pragma once
 
 #include "models/clip/load.hpp"
+#include "models/clip/maskclip.hpp"
 #include "models/clip/preprocess.hpp"
 #include "models/clip/text_context_encoder.hpp"
 #include "models/clip/tokenizer.hpp"
