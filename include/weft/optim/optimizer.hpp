@@ -9,6 +9,7 @@
 //       opt.step();
 //   }
 //   opt.save_state("optim.safetensors");           // resume: opt.load_state(...) continues exactly
+//   auto e = opt.state_entries("optimizer.");       // or inside a larger file (a training checkpoint)
 //
 // A parameter whose gradient is undefined (backward did not reach it, or zero_grad cleared it
 // and nothing has arrived since) is skipped by step(), state and all, as torch skips a
@@ -139,6 +140,13 @@ public:
 
     // Writes the state of every stepped parameter to a safetensors file (atomically: see io/).
     void save_state(const std::filesystem::path& path) const {
+        save_safetensors(path, state_entries(), {{"weft.optimizer", name()}});
+    }
+
+    // The entries save_state writes, each key preceded by `prefix`, for a file that holds more
+    // than the optimizer (a training checkpoint). They point into the optimizer's buffers: write
+    // them before the next step.
+    std::vector<SafetensorsEntry> state_entries(const std::string& prefix = "") const {
         static_assert(std::same_as<D, Cpu>, "weft: saving optimizer state from CUDA comes with the CUDA kernels");
         std::vector<SafetensorsEntry> entries;
         const auto names = buffer_names();
@@ -147,13 +155,13 @@ public:
                 const NamedTensor<T, D>& p = groups_[gi].params[pi];
                 const State& s = state_[gi][pi];
                 if (s.step == 0) continue;
-                entries.emplace_back(p.name + ":step", Tensor<std::int64_t, 0>::full({}, s.step));
+                entries.emplace_back(prefix + p.name + ":step", Tensor<std::int64_t, 0>::full({}, s.step));
                 for (std::size_t b = 0; b < names.size(); ++b)
-                    entries.emplace_back(p.name + ":" + names[b], dtype_of<T>, p.tensor.shape(),
+                    entries.emplace_back(prefix + p.name + ":" + names[b], dtype_of<T>, p.tensor.shape(),
                                          s.buffers[b].data(), std::size_t(s.buffers[b].numel()) * sizeof(T));
             }
         }
-        save_safetensors(path, entries, {{"weft.optimizer", name()}});
+        return entries;
     }
 
     // Replaces the state with a file's. Every check happens before anything changes: a file of
@@ -162,16 +170,23 @@ public:
     // leave the state as it was. Parameters the file does not mention start fresh (they had not
     // been stepped when it was saved). Hyperparameters (lr, betas, ...) are not in the file.
     void load_state(const std::filesystem::path& path) {
-        static_assert(std::same_as<D, Cpu>, "weft: loading optimizer state into CUDA comes with the CUDA kernels");
         const SafetensorsFile f = SafetensorsFile::open(path);
         const std::string where = "optimizer state file '" + path.string() + "'";
         const auto& meta = f.metadata();
         const auto kind = meta.find("weft.optimizer");
         WEFT_CHECK(kind != meta.end(), where, ": no 'weft.optimizer' metadata: not an optimizer state file");
         WEFT_CHECK(kind->second == name(), where, ": holds the state of ", kind->second, ", not of ", name());
+        load_state(f, where);
+    }
 
+    // The same from the keys of `f` that begin with `prefix` (state_entries' counterpart); the
+    // caller checks that the file holds this optimizer's state. `where` names the file in errors.
+    void load_state(const SafetensorsFile& f, const std::string& where, const std::string& prefix = "") {
+        static_assert(std::same_as<D, Cpu>, "weft: loading optimizer state into CUDA comes with the CUDA kernels");
         const auto names = buffer_names();
-        for (const std::string& key : f.names()) {
+        for (const std::string& full : f.names()) {
+            if (!std::string_view(full).starts_with(prefix)) continue;
+            const std::string key = full.substr(prefix.size());
             const auto colon = key.rfind(':');
             WEFT_CHECK(colon != std::string::npos, where, ": key '", key,
                        "' is not of the form '<parameter>:<buffer>'");
@@ -182,7 +197,8 @@ public:
             for (const auto& n : names) known = known || buffer == n;
             WEFT_CHECK(known, where, ": key '", key, "': ", name(), " keeps no state '", buffer,
                        "' (saved with other options, e.g. amsgrad or momentum?)");
-            WEFT_CHECK(f.contains(param + ":step"), where, ": key '", key, "' has no matching '", param, ":step'");
+            WEFT_CHECK(f.contains(prefix + param + ":step"), where, ": key '", full, "' has no matching '", prefix + param,
+                       ":step'");
         }
 
         std::vector<std::vector<State>> fresh(groups_.size());
@@ -190,13 +206,13 @@ public:
             fresh[gi].resize(groups_[gi].params.size());
             for (std::size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
                 const NamedTensor<T, D>& p = groups_[gi].params[pi];
-                const std::string step_key = p.name + ":step";
+                const std::string step_key = prefix + p.name + ":step";
                 if (!f.contains(step_key)) continue;
                 State& s = fresh[gi][pi];
                 s.step = f.get<std::int64_t, 0>(step_key).item();
                 WEFT_CHECK(s.step > 0, where, ": key '", step_key, "' is ", s.step, "; a saved step count is positive");
                 for (const std::string& b : names) {
-                    const std::string key = p.name + ":" + b;
+                    const std::string key = prefix + p.name + ":" + b;
                     WEFT_CHECK(f.contains(key), where, ": no key '", key, "', which ", name(),
                                " needs for parameter '", p.name, "' (saved with other options?)");
                     const SafetensorsInfo& info = f.info(key);

@@ -1,0 +1,126 @@
+// examples/denseclip/commands_infer.cpp: `eval`, `predict` and `zeroshot`.
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include <weft/data/ade20k.hpp>
+#include <weft/data/image.hpp>
+#include <weft/metrics/json.hpp>
+#include <weft/models/clip/load.hpp>
+#include <weft/models/clip/maskclip.hpp>
+#include <weft/ops/softmax.hpp>
+
+#include "classes.hpp"
+#include "commands.hpp"
+#include "evaluate.hpp"
+#include "overlay.hpp"
+
+namespace denseclip {
+
+namespace fs = std::filesystem;
+using namespace weft;
+
+namespace {
+
+std::unique_ptr<DenseClip<float>> load_model(const DenseClipConfig& cfg, const fs::path& checkpoint,
+                                             const fs::path& vocab) {
+    auto model = std::make_unique<DenseClip<float>>(cfg, class_tokens(vocab, cfg));
+    load_denseclip(*model, Checkpoint::open(checkpoint));
+    model->eval();
+    return model;
+}
+
+InferenceOptions inference_options(const DenseClipConfig& cfg, const std::string& mode, bool aug) {
+    auto o = InferenceOptions::from(cfg, aug);
+    if (!mode.empty()) o.mode = mode;
+    return o;
+}
+
+}  // namespace
+
+void eval_command(const DenseClipConfig& cfg, const fs::path& data_root, const std::string& split,
+                  const fs::path& checkpoint, const std::string& mode, bool aug, bool json, const fs::path& vocab) {
+    const data::Ade20k set(data_root, split, cfg.data.reduce_zero_label);
+    const auto model = load_model(cfg, checkpoint, vocab);
+    const auto options = inference_options(cfg, mode, aug);
+    const auto r = evaluate(*model, set, options, [](index_t done, index_t total) {
+        std::fprintf(stderr, "\r%lld/%lld images", (long long)done, (long long)total);
+        if (done == total) std::fputc('\n', stderr);
+    });
+    if (json) {
+        auto j = metrics::to_json(r.metrics, data::ade20k_class_names());
+        j["images"] = r.images;
+        j["mode"] = options.mode;
+        j["aug"] = aug;
+        j["seconds"] = r.seconds;
+        std::cout << j.dump(1) << "\n";
+    } else {
+        std::printf("%lld images, %s inference%s, %.1f s\n", (long long)r.images, options.mode.c_str(),
+                    aug ? " with multi-scale and flip" : "", r.seconds);
+        print_metrics(r.metrics, false);
+    }
+}
+
+void predict_command(const DenseClipConfig& cfg, const fs::path& checkpoint, const fs::path& out_dir,
+                     const std::vector<std::string>& images, const std::string& mode, bool aug, const fs::path& vocab) {
+    const auto model = load_model(cfg, checkpoint, vocab);
+    const Inference<float> infer(*model, inference_options(cfg, mode, aug));
+    fs::create_directories(out_dir / "overlay");
+    for (const auto& path : images) {
+        const auto rgb = data::read_image(path);
+        const auto pred = infer.predict(rgb);  // [H, W] 0..K-1
+        const auto stem = fs::path(path).stem().string();
+        data::write_png(out_dir / (stem + ".png"), ade_encoded(pred));
+        data::write_png(out_dir / "overlay" / (stem + ".png"), colour_overlay(rgb, pred));
+        std::printf("%s -> %s, %s\n", path.c_str(), (out_dir / (stem + ".png")).c_str(),
+                    (out_dir / "overlay" / (stem + ".png")).c_str());
+    }
+}
+
+// MaskCLIP's training-free segmentation with ADE20K's class names. The text side: every class
+// name in a few scene templates, each encoded by CLIP's text tower, L2-normalised and averaged
+// (CLIP's prompt ensembling; weft's choice of templates, after MaskCLIP's scene phrasing). The image
+// side: the image resized keeping its ratio so the short side is 2x CLIP's input resolution
+// (448 for ViT-B/16), normalised with CLIP's statistics, through dense_value_features; cosine
+// logits upsampled bilinearly to the original size, argmax.
+void zeroshot_command(const fs::path& clip_file, const fs::path& image, const fs::path& out_dir, const fs::path& vocab) {
+    static const char* templates[] = {"a photo of a {}.", "there is a {} in the scene.", "there is the {} in the scene.",
+                                      "this is a {} in the scene.", "this is the {} in the scene.",
+                                      "this is one {} in the scene."};
+    const auto model = clip::load<float>(clip_file);
+    WEFT_CHECK(fs::exists(vocab), "zeroshot: CLIP's BPE vocabulary '", vocab.string(),
+               "' does not exist (pass --vocab or set WEFT_CLIP_VOCAB)");
+    const clip::Tokenizer tok(vocab.string());
+    const auto& names = data::ade20k_class_names();
+    NoGrad no_grad;
+    Tensor<float, 2> text;  // [K, E], the mean of the normalised template embeddings
+    for (const char* t : templates) {
+        std::vector<std::string> prompts;
+        for (const auto& n : names) {
+            std::string p = t, name = n;
+            while (!name.empty() && name.back() == ' ') name.pop_back();
+            p.replace(p.find("{}"), 2, name);
+            prompts.push_back(p);
+        }
+        const auto e = normalize(model->encode_text(tok.tokenize(prompts, model->config().text.context_length)), -1);
+        text = text.defined() ? Tensor<float, 2>(text + e) : e.clone();
+    }
+
+    const auto rgb = data::read_image(image);
+    const index_t H = rgb.size(0), W = rgb.size(1), short_side = 2 * model->config().image_resolution();
+    const auto s = data::rescale_size(W, H, 4 * short_side, short_side);
+    const Tensor<float, 3> chw = data::Normalize::clip()(data::resize_bilinear_cv(rgb, s.h, s.w));  // [3, h, w]
+    const auto features = clip::dense_value_features(*model, chw.reshape(1, 3, s.h, s.w));       // [1, E, h', w']
+    const auto logits = interpolate(clip::dense_class_logits(features, text), std::array<index_t, 2>{H, W},
+                                    Interpolation::bilinear, false);                             // [1, K, H, W]
+    const Tensor<std::uint8_t, 2> pred = cast<std::uint8_t>(argmax(logits.reshape(logits.size(1), H, W), 0));
+    fs::create_directories(out_dir / "overlay");
+    const auto stem = image.stem().string();
+    data::write_png(out_dir / (stem + ".png"), ade_encoded(pred));
+    data::write_png(out_dir / "overlay" / (stem + ".png"), colour_overlay(rgb, pred));
+    std::printf("%s -> %s, %s\n", image.c_str(), (out_dir / (stem + ".png")).c_str(),
+                (out_dir / "overlay" / (stem + ".png")).c_str());
+}
+
+}  // namespace denseclip
