@@ -435,8 +435,11 @@ void libtorch_denseclip_tiny_step(benchmark::State& state) {
         benchmark::DoNotOptimize(loss);
         benchmark::ClobberMemory();
     }
+    double params = 0;
+    for (const auto& p : model.parameters()) params += double(p.numel());
     state.counters["threads"] = at::get_num_threads();
     state.counters["loss"] = loss;
+    state.counters["params"] = params;
 }
 
 }  // namespace weft_bench
