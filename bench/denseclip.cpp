@@ -14,8 +14,9 @@
 // pixel, the ignored ones too), backward, AdamW step with mmcv's parameter groups. Training mode
 // (dropout and batch statistics on), random weights and a random batch with a band of ignored
 // (255) pixels. libtorch's side (bench/libtorch/denseclip.cpp) writes the same architecture with
-// torch::nn modules and torch::optim::AdamW. Each side builds its model once; the cases time
-// the iteration alone.
+// torch::nn modules and torch::optim::AdamW. Each side builds its model and batch once per
+// repetition and takes one untimed warm-up step; the loop times the iteration alone. Results
+// and the profile: "DenseCLIP tiny training step" in docs/performance.md.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
