@@ -204,9 +204,13 @@ inline DenseClipConfig parse_config(const nlohmann::json& j, const std::string& 
             v.vit.drop_path_rate = b.number("drop_path_rate", 0.0);
             v.vit.drop_path_axis = 1;  // DenseCLIP's sequence-first DropPath: one draw per token position
             v.out_indices = b.list<index_t>("out_indices", 4);
-            for (auto i : v.out_indices)
+            for (std::size_t k = 0; k < v.out_indices.size(); ++k) {
+                const index_t i = v.out_indices[k];
                 if (i < 0 || i >= v.vit.layers) b.fail("out_indices", "index " + std::to_string(i) + " outside the " +
                                                                           std::to_string(v.vit.layers) + " blocks");
+                // DenseCLIP taps each block whose index is listed: a repeated index is one map, not two.
+                if (k > 0 && i <= v.out_indices[k - 1]) b.fail("out_indices", "must be strictly increasing");
+            }
             c.backbone = v;
         } else if (type == "resnet") {
             ResNetBackboneConfig rn;

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     auto* train_cmd = app.add_subcommand("train", "train DenseCLIP (iteration-based, checkpoints, resume)");
     std::string config_path, data_root, work_dir, clip_weights;
     TrainOptions topt;
-    std::int64_t iters = 0, batch_size = 0, log_interval = 0, eval_interval = -1;
+    std::int64_t iters = 0, batch_size = 0, log_interval = 0, eval_interval = -1, stop_at = 0;
     train_cmd->add_option("--config", config_path, "JSON config (examples/denseclip/configs/*.json)")
         ->required()
         ->check(CLI::ExistingFile);
@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--eval-interval", eval_interval, "iterations between evaluations (0: only at the end)");
     train_cmd->add_option("--workers", topt.workers, "data loading threads (default: the config's)");
     train_cmd->add_flag("--resume", topt.resume, "continue from the work dir's latest checkpoint");
+    train_cmd->add_option("--stop-at", stop_at, "end this session after that iteration (checkpointed; --resume goes on)");
     train_cmd->add_option("--clip-weights", clip_weights, "OpenAI CLIP file to start from (RN50.pt, ViT-B-16.pt, ...)")
         ->check(CLI::ExistingFile);
     train_cmd->add_flag("--freeze-text", topt.freeze_text,
@@ -136,6 +137,7 @@ int main(int argc, char** argv) {
             if (batch_size > 0) topt.batch_size = batch_size;
             if (log_interval > 0) topt.log_interval = log_interval;
             if (eval_interval >= 0) topt.eval_interval = eval_interval;
+            if (stop_at > 0) topt.stop_at = stop_at;
             if (!clip_weights.empty()) topt.clip_weights = clip_weights;
             train_command(cfg, topt);
         } else if (*eval_cmd) {

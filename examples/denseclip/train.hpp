@@ -190,24 +190,31 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
     loader.start_epoch(epoch);
     for (std::int64_t skip = start % per_epoch; skip > 0; --skip) loader.next();
 
-    std::ofstream log(o.work_dir / "log.jsonl", o.resume ? std::ios::app : std::ios::trunc);
-    std::ofstream eval_log(o.work_dir / "eval.jsonl", o.resume ? std::ios::app : std::ios::trunc);
+    // On resume the logs keep what the interrupted run wrote up to its checkpoint (lines past it
+    // would be repeated), and the curves start from those points.
     detail::Curves curves;
-    if (o.resume) {  // the curves include the interrupted run's points
+    std::string kept_log, kept_eval;
+    if (o.resume) {
         std::ifstream old(o.work_dir / "log.jsonl");
         for (std::string line; std::getline(old, line);) {
             const auto j = nlohmann::json::parse(line, nullptr, false);
-            if (j.is_discarded() || j.value("iter", std::int64_t(0)) > start) continue;
+            if (j.is_discarded() || !j.contains("iter") || j["iter"].get<std::int64_t>() > start) continue;
+            kept_log += line + "\n";
             curves.iter.push_back(j["iter"]), curves.loss.push_back(j["loss"]);
             curves.decode.push_back(j["loss_decode"]), curves.aux.push_back(j["loss_aux"]);
         }
         std::ifstream old_eval(o.work_dir / "eval.jsonl");
         for (std::string line; std::getline(old_eval, line);) {
             const auto j = nlohmann::json::parse(line, nullptr, false);
-            if (j.is_discarded() || j.value("iter", std::int64_t(0)) > start) continue;
+            if (j.is_discarded() || !j.contains("iter") || j["iter"].get<std::int64_t>() > start) continue;
+            kept_eval += line + "\n";
             curves.eval_iter.push_back(j["iter"]), curves.miou.push_back(j["mIoU"]);
         }
     }
+    std::ofstream log(o.work_dir / "log.jsonl", std::ios::trunc);
+    std::ofstream eval_log(o.work_dir / "eval.jsonl", std::ios::trunc);
+    log << kept_log << std::flush;
+    eval_log << kept_eval << std::flush;
 
     const auto run_eval = [&](std::int64_t iter) -> std::optional<EvalResult> {
         if (!val_set) return std::nullopt;
@@ -281,6 +288,13 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
             progress.end_line();
             last_eval = run_eval(done);
             window_start = std::chrono::steady_clock::now();
+        }
+        if (o.stop_at && done == *o.stop_at && !last) {  // a session of a longer run
+            progress.end_line();
+            if (!(cfg.train.checkpoint_interval > 0 && done % cfg.train.checkpoint_interval == 0)) checkpoint(done);
+            std::fprintf(stderr, "stopped after iteration %lld of %lld; continue with --resume\n", (long long)done,
+                         (long long)cfg.train.iters);
+            break;
         }
     }
     return last_eval;

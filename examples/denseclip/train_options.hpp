@@ -11,6 +11,7 @@ namespace denseclip {
 struct TrainOptions {
     std::filesystem::path data_root, work_dir;
     std::optional<std::int64_t> iters, batch_size, log_interval, eval_interval;
+    std::optional<std::int64_t> stop_at;  // end the session after this iteration (checkpointed); --resume goes on
     std::uint64_t seed = 0;
     bool resume = false;
     std::optional<std::filesystem::path> clip_weights;

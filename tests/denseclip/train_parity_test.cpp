@@ -188,3 +188,42 @@ TEST_CASE("denseclip freeze_text_encoder keeps the text encoder while contexts t
     CHECK(max(abs(run.state<2>("text_encoder.token_embedding.weight") - token_embedding)).item() == 0);
     CHECK(max(abs(run.state<3>("contexts") - contexts)).item() > 1e-6);  // the gradient flows through the encoder
 }
+
+TEST_CASE("denseclip loads a released-style mmcv .pth by name", "[denseclip]") {
+    // tests/reference/data/denseclip_mmcv.pth: torch.save of {"meta", "state_dict", "optimizer"},
+    // the layout of DenseCLIP's released checkpoints, holding the fixture's initial state.
+    Run<float> expected;
+    const auto cfg = parity_config();
+    denseclip::DenseClip<float> model(cfg, expected.ref.get<std::int64_t, 2>("tokens"));
+    const auto ck = Checkpoint::open(std::string(WEFT_SOURCE_DIR) + "/tests/reference/data/denseclip_mmcv.pth");
+    denseclip::load_denseclip(model, ck);
+    const auto want = expected.model.named_state();
+    const auto got = model.named_state();
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        INFO(got[i].name);
+        got[i].tensor.visit([&](const auto& a) {
+            want[i].tensor.visit([&](const auto& b) {
+                if constexpr (std::same_as<decltype(a), decltype(b)>) {
+                    CHECK(max(abs(a - b)).item() == 0);
+                } else {
+                    FAIL("ranks differ");
+                }
+            });
+        });
+    }
+
+    // A checkpoint of another model says which keys do not fit, and loads nothing.
+    auto other_cfg = cfg;
+    other_cfg.gamma_init = 7;
+    other_cfg.context_decoder.transformer_width = 32;
+    other_cfg.context_decoder.transformer_heads = 2;
+    denseclip::DenseClip<float> other(other_cfg, expected.ref.get<std::int64_t, 2>("tokens"));
+    try {
+        denseclip::load_denseclip(other, ck);
+        FAIL("a mis-shaped checkpoint loaded");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("context_decoder.memory_proj.1.weight") != std::string::npos);
+    }
+    CHECK(other.gamma(0) == 7.0f);  // untouched
+}

@@ -22,6 +22,8 @@ Keys of data/denseclip_train.safetensors:
   lr.<group> [N]       the lr of each iteration for the groups base, backbone, norm, text_encoder
   step0.text [1, K, C], step0.score_map [B, K, h, w], step0.logits [B, K, H/4, W/4]   iteration 0
   final.<name>         a few tensors after the N updates
+and data/denseclip_mmcv.pth: the initial state (float32) laid out as a released DenseCLIP .pth,
+torch.save of an mmcv checkpoint dict {"meta", "state_dict", "optimizer"}.
 
     /usr/bin/python3 tests/reference/denseclip_train.py
 
@@ -32,6 +34,7 @@ ConvModule / FPN / FPNHead / ViT adapters are repeated below instead.
 import json
 import math
 import pathlib
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -39,7 +42,7 @@ import torch.nn.functional as F
 
 from clip_model import VisionTransformer
 from denseclip_prompt import ContextDecoder, TextContextEncoder, segmentation_ce
-from fixture import save, seeded
+from fixture import DATA, save, seeded
 
 CONFIG = pathlib.Path(__file__).resolve().parent.parent / "denseclip" / "parity.json"
 ITERS = 10                # iterations run (the schedule is config train.iters long)
@@ -308,6 +311,16 @@ def main():
 
     for k, v in init.items():
         out[f"init.state.{k}"] = v.float()
+
+    # The initial state once more, as a released DenseCLIP .pth is laid out: torch.save of an
+    # mmcv checkpoint dict (meta with strings, tuples and lists; the optimizer's state_dict; the
+    # model under "state_dict"), for the loader test.
+    fresh = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-4)
+    torch.save({"meta": {"mmseg_version": "0.19.0", "config": "parity.json", "iter": 0, "epoch": 1,
+                         "CLASSES": tuple(f"class{k}" for k in range(K)), "PALETTE": [[k, 2 * k, 3 * k] for k in range(K)]},
+                "state_dict": OrderedDict((k, v.float()) for k, v in init.items()),
+                "optimizer": fresh.state_dict()},
+               DATA / "denseclip_mmcv.pth")
     save("denseclip_train", out, {"init.keys": ",".join(init.keys()), "config": "tests/denseclip/parity.json"})
 
 
