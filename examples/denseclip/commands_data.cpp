@@ -1,5 +1,6 @@
 // examples/denseclip/commands_data.cpp: `make-synthetic`, `score`, and the metrics printout.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -42,8 +43,19 @@ void print_metrics(const metrics::SegmentationMetrics& m, bool json) {
                          .dump(1)
                   << "\n";
     } else {
-        std::cout << metrics::format_metrics_table(
-                         m, named ? std::span<const std::string>(names) : std::span<const std::string>());
+        // Rows for the classes that occur (labelled or predicted); mIoU is their mean anyway, and
+        // a set such as the synthetic one holds 15 of ADE20K's 150 classes. --json lists all.
+        metrics::SegmentationMetrics shown = m;
+        shown.iou.clear(), shown.acc.clear();
+        std::vector<std::string> shown_names;
+        for (std::size_t c = 0; c < m.iou.size(); ++c) {
+            if (std::isnan(m.iou[c])) continue;
+            shown.iou.push_back(m.iou[c]), shown.acc.push_back(m.acc[c]);
+            shown_names.push_back(named ? names[c] : "class " + std::to_string(c));
+        }
+        std::cout << metrics::format_metrics_table(shown, shown_names);
+        if (shown.iou.size() < m.iou.size())
+            std::printf("(%zu classes neither labelled nor predicted are not listed)\n", m.iou.size() - shown.iou.size());
         std::printf("mIoU %.2f  mAcc %.2f  aAcc %.2f\n", 100 * m.miou, 100 * m.macc, 100 * m.aacc);
     }
 }

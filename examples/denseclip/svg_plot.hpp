@@ -85,8 +85,10 @@ public:
             }
             put("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" points=\"", c);
             s += pts + "\"/>\n";
-            if (sr.x.size() == 1)
-                put("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", px(sr.x[0]), py(sr.y[0]), c);
+            if (sr.x.size() <= 30)  // sparse series (evaluations): mark the measured points
+                for (std::size_t i = 0; i < sr.x.size(); ++i)
+                    if (std::isfinite(sr.y[i]))
+                        put("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", px(sr.x[i]), py(sr.y[i]), c);
             const double ly = T + 14 + 18 * double(k);
             put("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 12, ly - 4,
                 W - R + 32, ly - 4, c);
