@@ -327,6 +327,20 @@ inline DenseClipConfig parse_config(const nlohmann::json& j, const std::string& 
     if (c.context_decoder.visual_dim != C)
         r.fail("context_decoder.visual_dim", "must equal the backbone's output_dim " + std::to_string(C));
     if (c.score_concat_index < 0 || c.score_concat_index > 3) r.fail("score_concat_index", "must be 0..3");
+    // The neck's inputs are the backbone's four levels with the K score-map channels added to one.
+    std::vector<index_t> levels;
+    if (c.is_vit()) {
+        levels.assign(4, std::get<ViTBackboneConfig>(c.backbone).vit.width);
+    } else {
+        const auto& rn = std::get<ResNetBackboneConfig>(c.backbone);
+        for (index_t i = 0; i < 4; ++i) levels.push_back(rn.width * 4 << i);
+    }
+    levels[std::size_t(c.score_concat_index)] += c.num_classes();
+    if (levels != c.neck_in_channels)
+        r.fail("neck.in_channels", "must be the backbone's channels with the " + std::to_string(c.num_classes()) +
+                                       " score-map channels added at level " + std::to_string(c.score_concat_index) +
+                                       ": [" + std::to_string(levels[0]) + ", " + std::to_string(levels[1]) + ", " +
+                                       std::to_string(levels[2]) + ", " + std::to_string(levels[3]) + "]");
     return c;
 }
 

@@ -190,18 +190,7 @@ private:
         WEFT_CHECK(texts.defined() && texts.size(0) == c.num_classes() && texts.size(1) == c.token_length,
                    "DenseClip: class tokens of shape ", (texts.defined() ? texts.shape() : Shape<2>{0, 0}), " must be [",
                    c.num_classes(), ", ", c.token_length, "] (one row per class, token_length ids)");
-        // The neck's inputs are the backbone's levels with the score map added to one of them.
-        std::vector<index_t> levels;
-        if (c.is_vit()) {
-            levels.assign(4, std::get<ViTBackboneConfig>(c.backbone).vit.width);
-        } else {
-            const auto& rn = std::get<ResNetBackboneConfig>(c.backbone);
-            for (index_t i = 0; i < 4; ++i) levels.push_back(rn.width * 4 << i);
-        }
-        levels[std::size_t(c.score_concat_index)] += c.num_classes();
-        WEFT_CHECK(levels == c.neck_in_channels, "DenseClip '", c.name, "': neck.in_channels must be the backbone's ",
-                   "channels with the ", c.num_classes(), " score-map channels added at level ", c.score_concat_index,
-                   ": [", levels[0], ", ", levels[1], ", ", levels[2], ", ", levels[3], "]");
+        // parse_config has checked the rest (the neck's channels, the embedding widths).
         return c;
     }
 

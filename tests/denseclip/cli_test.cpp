@@ -18,6 +18,7 @@
 #include <weft/data/image.hpp>
 #include <weft/io/safetensors.hpp>
 
+#include "../../examples/denseclip/config.hpp"
 #include "support/fixture.hpp"
 
 using namespace weft;
@@ -93,6 +94,55 @@ void expect_failure(const Run& r, const std::string& needle) {
 }
 
 }  // namespace
+
+TEST_CASE("denseclip's released configs hold the spec's numbers", "[denseclip]") {
+    const std::string root = std::string(WEFT_SOURCE_DIR) + "/examples/denseclip/configs/";
+    for (const char* name : {"rn50", "rn101", "vit-b16"}) {
+        INFO(name);
+        const auto c = denseclip::read_config(root + name + ".json");
+        const bool vit = std::string(name) == "vit-b16";
+        CHECK(c.is_vit() == vit);
+        CHECK(c.embed_dim() == (std::string(name) == "rn50" ? 1024 : 512));
+        CHECK(c.score_concat_index == (vit ? 2 : 3));
+        CHECK(c.neck_in_channels == (vit ? std::vector<index_t>{768, 768, 918, 768}
+                                         : std::vector<index_t>{256, 512, 1024, 2198}));
+        CHECK(c.text.context_length == 13);
+        CHECK(c.n_ctx == 8);
+        CHECK(c.context_decoder.transformer_layers == 3);
+        CHECK(c.context_decoder.transformer_width == 256);
+        CHECK(c.gamma_init == 1e-4);
+        CHECK(c.tau == 0.07);
+        CHECK(c.identity_weight == 0.4);
+        CHECK(c.train.iters == 80000);
+        CHECK(c.train.batch_size == 32);
+        CHECK(c.train.lr == 1e-4);
+        CHECK(c.train.backbone_lr_mult == 0.1);
+        CHECK(c.train.text_encoder_lr_mult == 0.0);
+        CHECK(c.train.warmup_iters == 1500);
+        CHECK(c.data.crop_size[0] == (vit ? 640 : 512));
+        CHECK(c.test.stride[0] == (vit ? 426 : 341));
+        if (vit) {
+            const auto& b = std::get<denseclip::ViTBackboneConfig>(c.backbone);
+            CHECK(b.vit.drop_path_rate == 0.1);
+            CHECK(b.vit.drop_path_axis == 1);
+            CHECK(b.out_indices == std::vector<index_t>{3, 5, 7, 11});
+        } else {
+            const auto& b = std::get<denseclip::ResNetBackboneConfig>(c.backbone);
+            CHECK(b.layers[2] == (std::string(name) == "rn50" ? 6 : 23));
+        }
+    }
+    CHECK_NOTHROW(denseclip::read_config(root + "tiny.json"));
+    // A neck that does not fit the backbone is refused when the file is read, naming the key.
+    auto j = nlohmann::json::parse(std::ifstream(root + "rn50.json"));
+    j["neck"]["in_channels"][3] = 2048;
+    try {
+        denseclip::parse_config(j, "edited rn50");
+        FAIL("a wrong neck was accepted");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("neck.in_channels") != std::string::npos);
+        CHECK(std::string(e.what()).find("2198") != std::string::npos);
+    }
+}
 
 TEST_CASE("denseclip make-synthetic writes ADE20K's layout deterministically", "[denseclip][cli]") {
     const auto& root = synthetic();
