@@ -39,7 +39,7 @@ weft_log "3/4 colour predictions for validation scenes and the three real ADE20K
 
 weft_log "4/4 the real images scored against their annotations (a model trained on 400 synthetic"
 weft_log "    scenes for minutes knows little of real rooms and streets: this shows the pipeline, not accuracy)"
-"$dc" score --pred "$demo_dir/predictions/ade20k" --gt "$shared/ade20k/sample/annotations" | tail -4
+"$dc" score --pred "$demo_dir/predictions/ade20k" --gt "$shared/ade20k/sample/annotations" | tail -6
 
 weft_log "done in $((SECONDS - start)) s. Look at:"
 weft_log "  $demo_dir/work/loss.svg and miou.svg          training curves"
