@@ -78,6 +78,10 @@ struct DenseClipConfig {
     weft::clip::TextContextEncoderConfig text;    // context_length 13 = token_length + n_ctx
     index_t token_length = 5, n_ctx = 8;
     weft::prompt::ContextDecoderConfig context_decoder;
+    // "post" (DenseCLIP's released code: t + γ·decoder(t, visual context)) or "pre" (the paper's
+    // alternative: learned queries read the visual context and become each image's context
+    // tokens; the context_decoder section then sizes that decoder). Optional key, default "post".
+    std::string prompting = "post";
     double gamma_init = 1e-4;
     index_t score_concat_index = 3;
     double tau = 0.07;
@@ -247,6 +251,11 @@ inline DenseClipConfig parse_config(const nlohmann::json& j, const std::string& 
         c.context_decoder.dropout = d.number("dropout");
         c.context_decoder.visual_dim = d.positive("visual_dim");
         d.done();
+    }
+    if (r.has("prompting")) {
+        c.prompting = r.string("prompting");
+        if (c.prompting != "post" && c.prompting != "pre")
+            r.fail("prompting", "expected \"post\" or \"pre\", got \"" + c.prompting + "\"");
     }
     c.gamma_init = r.number("gamma_init");
     c.score_concat_index = r.integer("score_concat_index");

@@ -18,6 +18,11 @@
 // Names are those of the official checkpoints: contexts, gamma, backbone.* (CLIP's visual.*
 // names, plus fpn1..fpn4 for the ViT), text_encoder.*, context_decoder.*, neck.*, decode_head.*,
 // so a released DenseCLIP .pth (an mmcv dict with "state_dict") loads by name (load_denseclip).
+//
+// With "prompting": "pre" (the paper's pre-model prompting, not in the released code; spec
+// §2.11) contexts, gamma and context_decoder give way to pre_prompt.* (prompt/pre_model_prompt.hpp):
+// learned queries read [z̄; z] and become each image's context tokens, and the text encoder runs
+// per image (B·K sequences).
 #pragma once
 
 #include <memory>
@@ -88,27 +93,32 @@ struct LossTerms {
 template <Element T = float, Device D = Cpu>
 class DenseClip : public nn::Module<T, D> {
 public:
+    // Post-model prompting (DenseCLIP's released code): contexts, gamma and the context decoder.
     Tensor<T, 3, D> contexts;  // [1, n_ctx, text width]
     Tensor<T, 1, D> gamma;     // [C]
+    std::unique_ptr<prompt::ContextDecoder<T, D>> context_decoder;
+    // Pre-model prompting (config "prompting": "pre"), in their place.
+    std::unique_ptr<prompt::PreModelPrompt<T, D>> pre_prompt;
     std::unique_ptr<DenseViT<T, D>> vit;                  // one of the two is the "backbone"
     std::unique_ptr<clip::ModifiedResNet<T, D>> resnet;
     clip::TextContextEncoder<T, D> text_encoder;
-    prompt::ContextDecoder<T, D> context_decoder;
     seg::FPN<T, D> neck;
     seg::FPNHead<T, D> decode_head;
 
     // texts: the class names tokenized with context length token_length ([K, token_length]).
     DenseClip(const DenseClipConfig& c, Tensor<std::int64_t, 2> texts, Generator& gen = default_generator())
-        : contexts(prompt::make_contexts<T, D>(c.n_ctx, c.text.width, gen)),
-          gamma(prompt::make_gamma<T, D>(c.embed_dim(), c.gamma_init)),
-          text_encoder(checked(c, texts).text, gen),
-          context_decoder(c.context_decoder, gen),
+        : text_encoder(checked(c, texts).text, gen),
           neck(c.neck_in_channels, c.neck_out_channels, 4, gen),
           decode_head(c.head, gen),
           config_(c),
           texts_(texts.contiguous().template to<D>()) {
-        this->register_parameter("contexts", contexts);
-        this->register_parameter("gamma", gamma);
+        const bool post = c.prompting == "post";
+        if (post) {
+            contexts = prompt::make_contexts<T, D>(c.n_ctx, c.text.width, gen);
+            gamma = prompt::make_gamma<T, D>(c.embed_dim(), c.gamma_init);
+            this->register_parameter("contexts", contexts);
+            this->register_parameter("gamma", gamma);
+        }
         if (c.is_vit()) {
             vit = std::make_unique<DenseViT<T, D>>(std::get<ViTBackboneConfig>(c.backbone), gen);
             this->register_module("backbone", *vit);
@@ -117,7 +127,22 @@ public:
             this->register_module("backbone", *resnet);
         }
         this->register_module("text_encoder", text_encoder);
-        this->register_module("context_decoder", context_decoder);
+        if (post) {
+            context_decoder = std::make_unique<prompt::ContextDecoder<T, D>>(c.context_decoder, gen);
+            this->register_module("context_decoder", *context_decoder);
+        } else {
+            const auto& d = c.context_decoder;
+            pre_prompt = std::make_unique<prompt::PreModelPrompt<T, D>>(
+                prompt::PreModelPromptConfig{.n_ctx = c.n_ctx,
+                                             .visual_dim = d.visual_dim,
+                                             .text_width = c.text.width,
+                                             .transformer_width = d.transformer_width,
+                                             .transformer_heads = d.transformer_heads,
+                                             .transformer_layers = d.transformer_layers,
+                                             .dropout = d.dropout},
+                gen);
+            this->register_module("pre_prompt", *pre_prompt);
+        }
         this->register_module("neck", neck);
         this->register_module("decode_head", decode_head);
     }
@@ -131,8 +156,11 @@ public:
         return {{r.stages[0], r.stages[1], r.stages[2], r.stages[3]}, r.global, r.local};
     }
 
-    // The class embeddings from the prompts alone: [1, K, C].
-    Tensor<T, 3, D> text_embeddings() const { return text_encoder(texts_, contexts); }
+    // The class embeddings from the learned prompts alone (post-model prompting): [1, K, C].
+    Tensor<T, 3, D> text_embeddings() const {
+        WEFT_CHECK(!pre_prompt, "DenseClip: with pre-model prompting the text embeddings depend on the image");
+        return text_encoder(texts_, contexts);
+    }
 
     struct Output {
         Tensor<T, 4, D> logits;     // [B, K, H/4, W/4]
@@ -143,11 +171,16 @@ public:
         WEFT_CHECK(images.size(1) == 3, "DenseClip: images of shape ", images.shape(), " must be [B, 3, H, W]");
         auto x = extract(images);
         const index_t B = images.size(0);
-        const auto t0 = text_embeddings();                                            // [1, K, C]
-        const auto t = t0.expand(B, t0.size(1), t0.size(2));                          // [B, K, C]
-        const auto context = prompt::visual_context(x.global, x.local);               // [B, 1+hw, C]
-        const auto text = prompt::update_text(t, gamma, context_decoder(t, context));  // [B, K, C]
-        auto score = prompt::score_map(x.local, text);                                // [B, K, h, w]
+        const auto context = prompt::visual_context(x.global, x.local);  // [B, 1+hw, C]
+        Tensor<T, 3, D> text;                                            // [B, K, C]
+        if (pre_prompt) {
+            text = text_encoder(texts_, (*pre_prompt)(context));         // contexts [B, n_ctx, width]
+        } else {
+            const auto t0 = text_embeddings();                           // [1, K, C]
+            const auto t = t0.expand(B, t0.size(1), t0.size(2));
+            text = prompt::update_text(t, gamma, (*context_decoder)(t, context));
+        }
+        auto score = prompt::score_map(x.local, text);                   // [B, K, h, w]
         auto& level = x.features[std::size_t(config_.score_concat_index)];
         WEFT_CHECK(level.size(2) == score.size(2) && level.size(3) == score.size(3), "DenseClip: feature level ",
                    config_.score_concat_index, " of shape ", level.shape(), " and the score map ", score.shape(),

@@ -271,6 +271,31 @@ TEST_CASE("denseclip eval and predict read a checkpoint", "[denseclip][cli]") {
     CHECK(s.status == 0);
 }
 
+TEST_CASE("denseclip trains and evaluates with pre-model prompting", "[denseclip][cli]") {
+    auto j = nlohmann::json::parse(std::ifstream(config));
+    j["prompting"] = "pre";
+    const fs::path pre_config = dir / "pre.json";
+    std::ofstream(pre_config) << j.dump();
+    const fs::path work = dir / "work_pre";
+    auto r = run("train --config " + q(pre_config) + " --data-root " + q(synthetic()) + " --work-dir " + q(work) +
+                 " --iters 2");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    const auto f = SafetensorsFile::open(work / "iter_2.safetensors");
+    CHECK(f.contains("pre_prompt.queries"));
+    CHECK(f.contains("pre_prompt.decoder.out_proj.1.weight"));
+    CHECK_FALSE(f.contains("gamma"));
+    CHECK_FALSE(f.contains("context_decoder.out_proj.1.weight"));
+    r = run("eval --config " + q(pre_config) + " --data-root " + q(synthetic()) + " --checkpoint " +
+            q(work / "iter_2.safetensors") + " --json");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(nlohmann::json::parse(r.out)["images"] == 3);
+    // A post-model checkpoint does not load into the pre-model program: the keys are named.
+    r = run("eval --config " + q(pre_config) + " --data-root " + q(synthetic()) + " --checkpoint " + q(trained()));
+    expect_failure(r, "pre_prompt.queries");
+}
+
 TEST_CASE("denseclip names the file or key of every bad input", "[denseclip][cli]") {
     const auto& ck = trained();
     const std::string eval_args = "eval --config " + q(config) + " --checkpoint " + q(ck) + " --data-root ";
