@@ -26,7 +26,19 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path dir = fs::temp_directory_path() / ("weft_denseclip_cli_" + std::to_string(::getpid()));
+// One folder per process (ctest runs each case as its own process, two at a time), made at start
+// and removed at exit.
+const fs::path dir = [] {
+    const auto d = fs::temp_directory_path() / ("weft_denseclip_cli_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+}();
+const struct RemoveAtExit {
+    ~RemoveAtExit() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+} remove_at_exit;
 const std::string vocab = std::string(WEFT_SHARED_DIR) + "/data/clip/bpe_simple_vocab_16e6.txt.gz";
 const std::string config = std::string(WEFT_SOURCE_DIR) + "/tests/denseclip/cli.json";
 
@@ -36,7 +48,6 @@ struct Run {
 };
 
 Run run(const std::string& args) {
-    fs::create_directories(dir);
     const std::string cmd = std::string("WEFT_CLIP_VOCAB='") + vocab + "' '" + WEFT_DENSECLIP_EXE + "' " + args +
                             " > '" + (dir / "stdout.txt").string() + "' 2> '" + (dir / "stderr.txt").string() + "'";
     const int status = std::system(cmd.c_str());
