@@ -88,10 +88,10 @@ void zeroshot_command(const fs::path& clip_file, const fs::path& image, const fs
     static const char* templates[] = {"a photo of a {}.", "there is a {} in the scene.", "there is the {} in the scene.",
                                       "this is a {} in the scene.", "this is the {} in the scene.",
                                       "this is one {} in the scene."};
-    const auto model = clip::load<float>(clip_file);
     WEFT_CHECK(fs::exists(vocab), "zeroshot: CLIP's BPE vocabulary '", vocab.string(),
                "' does not exist (pass --vocab or set WEFT_CLIP_VOCAB)");
-    const clip::Tokenizer tok(vocab.string());
+    const clip::Tokenizer tok(vocab.string());  // before the model: a bad vocabulary fails fast
+    const auto model = clip::load<float>(clip_file);
     const auto& names = data::ade20k_class_names();
     NoGrad no_grad;
     Tensor<float, 2> text;  // [K, E], the mean of the normalised template embeddings

@@ -193,24 +193,26 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
     // On resume the logs keep what the interrupted run wrote up to its checkpoint (lines past it
     // would be repeated), and the curves start from those points.
     detail::Curves curves;
-    std::string kept_log, kept_eval;
-    if (o.resume) {
-        std::ifstream old(o.work_dir / "log.jsonl");
+    // The lines of `file` up to iteration `start`, each also handed to `use`.
+    const auto kept_lines = [&](const char* file, const auto& use) {
+        std::string kept;
+        if (!o.resume) return kept;
+        std::ifstream old(o.work_dir / file);
         for (std::string line; std::getline(old, line);) {
             const auto j = nlohmann::json::parse(line, nullptr, false);
             if (j.is_discarded() || !j.contains("iter") || j["iter"].get<std::int64_t>() > start) continue;
-            kept_log += line + "\n";
-            curves.iter.push_back(j["iter"]), curves.loss.push_back(j["loss"]);
-            curves.decode.push_back(j["loss_decode"]), curves.aux.push_back(j["loss_aux"]);
+            kept += line + "\n";
+            use(j);
         }
-        std::ifstream old_eval(o.work_dir / "eval.jsonl");
-        for (std::string line; std::getline(old_eval, line);) {
-            const auto j = nlohmann::json::parse(line, nullptr, false);
-            if (j.is_discarded() || !j.contains("iter") || j["iter"].get<std::int64_t>() > start) continue;
-            kept_eval += line + "\n";
-            curves.eval_iter.push_back(j["iter"]), curves.miou.push_back(j["mIoU"]);
-        }
-    }
+        return kept;
+    };
+    const std::string kept_log = kept_lines("log.jsonl", [&](const nlohmann::json& j) {
+        curves.iter.push_back(j["iter"]), curves.loss.push_back(j["loss"]);
+        curves.decode.push_back(j["loss_decode"]), curves.aux.push_back(j["loss_aux"]);
+    });
+    const std::string kept_eval = kept_lines("eval.jsonl", [&](const nlohmann::json& j) {
+        curves.eval_iter.push_back(j["iter"]), curves.miou.push_back(j["mIoU"]);
+    });
     std::ofstream log(o.work_dir / "log.jsonl", std::ios::trunc);
     std::ofstream eval_log(o.work_dir / "eval.jsonl", std::ios::trunc);
     log << kept_log << std::flush;

@@ -28,8 +28,7 @@ torch.save of an mmcv checkpoint dict {"meta", "state_dict", "optimizer"}.
     /usr/bin/python3 tests/reference/denseclip_train.py
 
 Reused from the sibling scripts: clip_model.py (ViT with the dense forward) and denseclip_prompt.py
-(ContextDecoder, TextContextEncoder). segmentation.py writes its fixture when imported, so its
-ConvModule / FPN / FPNHead / ViT adapters are repeated below instead.
+(ContextDecoder, TextContextEncoder), segmentation.py (FPN, FPNHead, ViT adapters).
 """
 import json
 import math
@@ -43,78 +42,11 @@ import torch.nn.functional as F
 from clip_model import VisionTransformer
 from denseclip_prompt import ContextDecoder, TextContextEncoder, segmentation_ce
 from fixture import DATA, save, seeded
+from segmentation import FPN, FPNHead, ViTAdapters
 
 CONFIG = pathlib.Path(__file__).resolve().parent.parent / "denseclip" / "parity.json"
 ITERS = 10                # iterations run (the schedule is config train.iters long)
 SOT, EOT = 62, 63         # start / end tokens: EOT is the largest id of each row
-
-# ------------------------------------------------------------------------------------------------
-# mmseg 0.x / mmcv 1.x segmentation modules (as in segmentation.py)
-
-
-class ConvModule(nn.Module):
-    """mmcv ConvModule: conv [+ bn] [+ ReLU]; bias only without norm."""
-
-    def __init__(self, cin, cout, k, padding=0, norm=False, act=False):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, padding=padding, bias=not norm)
-        self.with_norm = norm
-        if norm:
-            self.bn = nn.BatchNorm2d(cout)
-        self.act = act
-
-    def forward(self, x):
-        x = self.conv(x)
-        if self.with_norm:
-            x = self.bn(x)
-        return F.relu(x) if self.act else x
-
-
-class FPN(nn.Module):
-    """mmseg necks/fpn.py: 1x1 laterals, nearest top-down sums, 3x3 outputs; no extra outputs."""
-
-    def __init__(self, in_channels, out_channels):
-        super().__init__()
-        self.lateral_convs = nn.ModuleList([ConvModule(c, out_channels, 1) for c in in_channels])
-        self.fpn_convs = nn.ModuleList([ConvModule(out_channels, out_channels, 3, padding=1) for _ in in_channels])
-
-    def forward(self, inputs):
-        lat = [conv(inputs[i]) for i, conv in enumerate(self.lateral_convs)]
-        for i in range(len(lat) - 1, 0, -1):
-            lat[i - 1] = lat[i - 1] + F.interpolate(lat[i], size=lat[i - 1].shape[2:], mode="nearest")
-        return [conv(x) for conv, x in zip(self.fpn_convs, lat)]
-
-
-class Upsample(nn.Module):
-    """mmseg.ops.Upsample(scale_factor=2, bilinear, align_corners=False)."""
-
-    def forward(self, x):
-        return F.interpolate(x, [2 * s for s in x.shape[-2:]], None, "bilinear", False)
-
-
-class FPNHead(nn.Module):
-    """mmseg decode_heads/fpn_head.py (conv_seg made first by BaseDecodeHead); Dropout2d(0) omitted."""
-
-    def __init__(self, in_channels, feature_strides, channels, num_classes):
-        super().__init__()
-        self.conv_seg = nn.Conv2d(channels, num_classes, kernel_size=1)
-        self.scale_heads = nn.ModuleList()
-        for i, s in enumerate(feature_strides):
-            blocks = []
-            for k in range(max(1, int(math.log2(s) - math.log2(feature_strides[0])))):
-                blocks.append(ConvModule(in_channels[i] if k == 0 else channels, channels, 3, padding=1, norm=True,
-                                         act=True))
-                if s != feature_strides[0]:
-                    blocks.append(Upsample())
-            self.scale_heads.append(nn.Sequential(*blocks))
-
-    def forward(self, x):
-        out = self.scale_heads[0](x[0])
-        for i in range(1, len(x)):
-            out = out + F.interpolate(self.scale_heads[i](x[i]), size=out.shape[2:], mode="bilinear",
-                                      align_corners=False)
-        return self.conv_seg(out)
-
 
 # ------------------------------------------------------------------------------------------------
 # DenseCLIP
@@ -129,11 +61,8 @@ class DenseViT(VisionTransformer):
                          b["output_dim"])
         c = b["width"]
         self.out_indices = b["out_indices"]
-        self.fpn1 = nn.Sequential(nn.GroupNorm(1, c), nn.ConvTranspose2d(c, c, 2, 2), nn.BatchNorm2d(c), nn.GELU(),
-                                  nn.ConvTranspose2d(c, c, 2, 2))
-        self.fpn2 = nn.Sequential(nn.GroupNorm(1, c), nn.ConvTranspose2d(c, c, 2, 2))
-        self.fpn3 = nn.GroupNorm(1, c)
-        self.fpn4 = nn.Sequential(nn.GroupNorm(1, c), nn.MaxPool2d(2, 2))
+        adapters = ViTAdapters(c)  # registered here, beside CLIP's tensors, as DenseCLIP names them
+        self.fpn1, self.fpn2, self.fpn3, self.fpn4 = adapters.fpn1, adapters.fpn2, adapters.fpn3, adapters.fpn4
 
     def features(self, images):
         taps, glob, local = self.forward_dense(images, self.out_indices)  # class embedding added twice
@@ -152,10 +81,10 @@ class DenseClip(nn.Module):
         self.text_encoder = TextContextEncoder(t["context_length"], t["vocab_size"], t["width"], t["heads"],
                                                t["layers"], t["embed_dim"])
         self.context_decoder = ContextDecoder(d["width"], d["heads"], d["layers"], d["visual_dim"])
-        self.neck = FPN(cfg["neck"]["in_channels"], cfg["neck"]["out_channels"])
+        self.neck = FPN(cfg["neck"]["in_channels"], cfg["neck"]["out_channels"], 4)
         h = cfg["decode_head"]
         self.decode_head = FPNHead([cfg["neck"]["out_channels"]] * 4, h["feature_strides"], h["channels"],
-                                   h["num_classes"])
+                                   h["num_classes"], dropout_ratio=h["dropout"])
         self.tokens = tokens
         self.score_concat_index = cfg["score_concat_index"]
         self.tau = cfg["tau"]

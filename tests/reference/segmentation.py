@@ -125,7 +125,6 @@ class ViTAdapters(nn.Module):
         return [op(t) for op, t in zip([self.fpn1, self.fpn2, self.fpn3, self.fpn4], taps)]
 
 
-seeded(0)
 tensors = {}
 metadata = {}
 
@@ -180,35 +179,41 @@ def levels(batch, channels, sizes):
     return [torch.randn(batch, c, h, w).requires_grad_() for c, (h, w) in zip(channels, sizes)]
 
 
-# FPN: odd sizes so that the nearest top-down resize is not an exact doubling.
-fpn = FPN([6, 8, 10, 4], 6, 4)
-randomize(fpn)
-record("fpn", fpn, levels(2, [6, 8, 10, 4], [(7, 9), (4, 5), (2, 3), (1, 2)]))
+def main():
+    seeded(0)
+    # FPN: odd sizes so that the nearest top-down resize is not an exact doubling.
+    fpn = FPN([6, 8, 10, 4], 6, 4)
+    randomize(fpn)
+    record("fpn", fpn, levels(2, [6, 8, 10, 4], [(7, 9), (4, 5), (2, 3), (1, 2)]))
 
-# FPN with one extra output (max_pool2d(kernel 1, stride 2) of the last).
-fpn5 = FPN([4, 6], 5, 3)
-randomize(fpn5)
-record("fpn_extra", fpn5, levels(2, [4, 6], [(6, 7), (3, 4)]))
+    # FPN with one extra output (max_pool2d(kernel 1, stride 2) of the last).
+    fpn5 = FPN([4, 6], 5, 3)
+    randomize(fpn5)
+    record("fpn_extra", fpn5, levels(2, [4, 6], [(6, 7), (3, 4)]))
 
-# FPNHead in evaluation (BN with random running statistics; no dropout).
-head_in = [6, 4, 5, 4]
-head = FPNHead(head_in, [4, 8, 16, 32], 4, 5)
-randomize(head)
-head.eval()
-record("head_eval", head, levels(2, head_in, [(8, 10), (4, 5), (2, 3), (1, 2)]))
+    # FPNHead in evaluation (BN with random running statistics; no dropout).
+    head_in = [6, 4, 5, 4]
+    head = FPNHead(head_in, [4, 8, 16, 32], 4, 5)
+    randomize(head)
+    head.eval()
+    record("head_eval", head, levels(2, head_in, [(8, 10), (4, 5), (2, 3), (1, 2)]))
 
-# FPNHead in training: BN batch statistics and running-statistic updates (dropout off, since
-# its random masks cannot be shared with weft; dropout2d is tested on its own in C++).
-head_t = FPNHead(head_in, [4, 8, 16, 32], 4, 5, dropout_ratio=0.0)
-randomize(head_t)
-head_t.train()
-record("head_train", head_t, levels(2, head_in, [(8, 10), (4, 5), (2, 3), (1, 2)]), after=True)
+    # FPNHead in training: BN batch statistics and running-statistic updates (dropout off, since
+    # its random masks cannot be shared with weft; dropout2d is tested on its own in C++).
+    head_t = FPNHead(head_in, [4, 8, 16, 32], 4, 5, dropout_ratio=0.0)
+    randomize(head_t)
+    head_t.train()
+    record("head_train", head_t, levels(2, head_in, [(8, 10), (4, 5), (2, 3), (1, 2)]), after=True)
 
-# DenseCLIP's adapters, evaluation (BN running statistics) and training (batch statistics).
-for mode in ("eval", "train"):
-    ad = ViTAdapters(4)
-    randomize(ad)
-    ad.train(mode == "train")
-    record(f"adapters_{mode}", ad, levels(2, [4] * 4, [(2, 3)] * 4), after=(mode == "train"))
+    # DenseCLIP's adapters, evaluation (BN running statistics) and training (batch statistics).
+    for mode in ("eval", "train"):
+        ad = ViTAdapters(4)
+        randomize(ad)
+        ad.train(mode == "train")
+        record(f"adapters_{mode}", ad, levels(2, [4] * 4, [(2, 3)] * 4), after=(mode == "train"))
 
-save("segmentation", tensors, metadata)
+    save("segmentation", tensors, metadata)
+
+
+if __name__ == "__main__":
+    main()
