@@ -15,6 +15,8 @@ WEFT_DEBIAN_PACKAGES=(
   libcli11-dev
   libbenchmark-dev
   libopenblas-dev   # the CPU GEMM engine (CMake falls back to Eigen's GEMM without it)
+  libopenmpi-dev    # dist/: the MPI communicator (data-parallel training across processes)
+  openmpi-bin       # mpirun, for the data-parallel tests
 )
 
 # Repository root (this file lives in scripts/lib/).
@@ -44,13 +46,13 @@ weft_install_missing_packages() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
-# weft_configure <build-dir> [extra cmake args...]: Release, tests+examples+bench, Ninja.
+# weft_configure <build-dir> [extra cmake args...]: Release, tests+examples+bench, MPI, Ninja.
 weft_configure() {
   local build_dir="$1"; shift
   weft_log "configuring $build_dir"
   cmake -S "$WEFT_ROOT" -B "$build_dir" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release \
-    -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON -DWEFT_BUILD_BENCH=ON \
+    -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON -DWEFT_BUILD_BENCH=ON -DWEFT_MPI=ON \
     "$@"
 }
 

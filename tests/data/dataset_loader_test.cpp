@@ -323,3 +323,33 @@ TEST_CASE("SegLoader prefetches at most `prefetch` batches ahead of the consumer
     CHECK(rest == 2);
     CHECK(made.load() == 3);
 }
+
+TEST_CASE("SegLoader replicas cut each global batch in rank order", "[data]") {
+    const auto ade = sample_set();
+    const auto pipe = small_pipeline();
+    auto run = [&](index_t batch, index_t replica, index_t replicas, int workers) {
+        data::SegLoader loader(ade, pipe, {.batch_size = batch, .workers = workers, .seed = 7,
+                                           .replica = replica, .replicas = replicas});
+        loader.start_epoch(3);
+        std::vector<data::SegBatch> out;
+        while (auto b = loader.next()) out.push_back(std::move(*b));
+        CHECK(index_t(out.size()) == loader.batches_per_epoch());
+        return out;
+    };
+    for (index_t replicas : {2, 3}) {
+        INFO(replicas << " replicas");
+        const auto whole = run(replicas, 0, 1, 0);  // one process, the global batch
+        REQUIRE(whole.size() == 1);
+        for (index_t r = 0; r < replicas; ++r) {
+            const auto part = run(1, r, replicas, int(r % 2));
+            REQUIRE(part.size() == 1);
+            REQUIRE(part[0].indices == std::vector<index_t>{whole[0].indices[std::size_t(r)]});
+            CHECK(same(part[0].images, whole[0].images.slice(0, r, r + 1).contiguous()));
+            CHECK(same(part[0].labels, whole[0].labels.slice(0, r, r + 1).contiguous()));
+        }
+    }
+    CHECK_THROWS_WITH((data::SegLoader(ade, pipe, {.batch_size = 1, .drop_last = false, .replicas = 2})),
+                      Catch::Contains("need drop_last"));
+    CHECK_THROWS_WITH((data::SegLoader(ade, pipe, {.batch_size = 1, .replica = 2, .replicas = 2})),
+                      Catch::Contains("replica 2 is not one of 2"));
+}

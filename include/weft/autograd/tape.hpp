@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <functional>
 #include <memory>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -57,6 +58,10 @@ public:
     std::function<void()> backward_fn;          // null for leaves, and once released
     bool retains_grad = false;                  // a non-leaf whose grad() the user asked to keep
     bool released = false;                      // its closure ran and was freed
+    // A leaf's listener: called during backward() once the leaf's gradient of this backward is
+    // complete (every node sending it gradient has run). Data-parallel training starts the
+    // all-reduce of a gradient bucket from here, while the rest of the backward goes on.
+    std::function<void()> grad_ready;
 
 private:
     const char* name_;
@@ -308,6 +313,15 @@ void autograd_retain_grad(Tensor<T, R, D>& t) {
 
 namespace autograd {
 
+// Calls `f` during each backward() once the gradient of the leaf `t` (a parameter) is complete;
+// an empty f removes the listener. A leaf the backward does not reach is not called.
+template <Element T, int R, Device D>
+void on_grad_ready(const Tensor<T, R, D>& t, std::function<void()> f) {
+    WEFT_CHECK(t.requires_grad() && slot_of(t).is_leaf(), "autograd::on_grad_ready: the tensor of shape ", t.shape(),
+               " must be a leaf that requires grad (a parameter)");
+    slot_of(t).grad_ready = std::move(f);
+}
+
 // Forgets the accumulated gradient of a tensor (a parameter, before the next step).
 template <Element T, int R, Device D>
 void clear_grad(const Tensor<T, R, D>& t) {
@@ -332,6 +346,12 @@ inline void run_backward(const std::shared_ptr<Node>& root, bool retain_graph) {
         order.push_back(node);
         stack.pop_back();
     }
+    // Leaves that listen for their gradient: how many nodes still have to send it.
+    std::unordered_map<Node*, int> pending;
+    for (Node* node : order)
+        if (!node->is_leaf())
+            for (const auto& in : node->inputs)
+                if (in->is_leaf() && in->grad_ready) ++pending[in.get()];
     NoGrad no_grad;  // the backward itself is not recorded
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
         Node* node = *it;
@@ -347,6 +367,11 @@ inline void run_backward(const std::shared_ptr<Node>& root, bool retain_graph) {
             node->backward_fn = nullptr;  // frees what the closure saved
             node->released = true;
         }
+        if (!pending.empty())
+            for (const auto& in : node->inputs) {
+                const auto p = pending.find(in.get());
+                if (p != pending.end() && --p->second == 0) in->grad_ready();
+            }
     }
 }
 

@@ -62,6 +62,11 @@ struct LoaderOptions {
     bool shuffle = true;
     bool drop_last = true;    // drop a final partial batch (training); false keeps it
     std::uint64_t seed = 0;
+    // Data-parallel training: this process takes slice `replica` of `replicas` of each global
+    // batch of batch_size * replicas samples. The epoch's order and each sample's randomness are
+    // those of the whole run, so N processes with batch b see exactly the batches one process
+    // with batch N * b sees, cut in rank order (needs drop_last).
+    index_t replica = 0, replicas = 1;
 };
 
 // The order of samples in an epoch: identity, or a Fisher-Yates shuffle from (seed, epoch).
@@ -86,14 +91,18 @@ public:
         WEFT_CHECK(opt_.workers >= 0, "SegLoader: workers ", opt_.workers, " must be 0 or more");
         WEFT_CHECK(opt_.prefetch >= 1, "SegLoader: prefetch ", opt_.prefetch, " must be at least 1");
         WEFT_CHECK(transform_, "SegLoader: the transform is empty");
+        WEFT_CHECK(opt_.replicas >= 1 && opt_.replica >= 0 && opt_.replica < opt_.replicas, "SegLoader: replica ",
+                   opt_.replica, " is not one of ", opt_.replicas);
+        WEFT_CHECK(opt_.replicas == 1 || opt_.drop_last, "SegLoader: ", opt_.replicas,
+                   " replicas need drop_last (every replica's batch must be full)");
     }
     SegLoader(const SegLoader&) = delete;
     SegLoader& operator=(const SegLoader&) = delete;
     ~SegLoader() { stop(); }
 
     index_t batches_per_epoch() const {
-        const index_t n = dataset_.size();
-        return opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
+        const index_t n = dataset_.size(), global = opt_.batch_size * opt_.replicas;
+        return opt_.drop_last ? n / global : (n + global - 1) / global;
     }
 
     // Begins `epoch` (stopping the workers of the previous one).
@@ -150,7 +159,7 @@ private:
     };
 
     SegBatch make_batch(index_t b) const {
-        const index_t first = b * opt_.batch_size;
+        const index_t first = (b * opt_.replicas + opt_.replica) * opt_.batch_size;  // this replica's slice
         const index_t count = std::min(opt_.batch_size, dataset_.size() - first);
         SegBatch batch;
         for (index_t k = 0; k < count; ++k) {
