@@ -4,6 +4,7 @@
 //   auto y = bn(x);          // training: batch statistics, running statistics updated in place
 //   bn.eval();
 //   auto z = bn(x);          // evaluation: running statistics
+//   bn.set_cross_replica_sum(sum_over_replicas);   // data-parallel: SyncBatchNorm
 //
 // As torch.nn.BatchNorm2d(C, eps, momentum, affine, track_running_stats): parameters weight
 // (ones) and bias (zeros); buffers running_mean (zeros), running_var (ones) and
@@ -13,9 +14,16 @@
 // momentum = std::nullopt averages cumulatively (factor 1 / num_batches_tracked), as
 // momentum=None does. Without track_running_stats the buffers do not exist and both modes use
 // batch statistics.
+//
+// set_cross_replica_sum makes it torch.nn.SyncBatchNorm: in training the statistics are those of
+// all data-parallel replicas' batches together (ops/batch_norm.hpp, CrossReplicaSum), and
+// backward() sends each replica the gradient of the sum over replicas. Evaluation never
+// synchronizes, even without running statistics (PyTorch's rule). Every replica must run the
+// same training forwards and backwards in the same order, since each calls the collective.
 #pragma once
 
 #include <optional>
+#include <utility>
 
 #include "../ops/batch_norm.hpp"
 #include "module.hpp"
@@ -66,17 +74,24 @@ public:
             if (!momentum_) factor = 1.0 / double(count.item());
         }
         // Without running statistics both modes normalize with the batch's (PyTorch's rule).
+        const CrossReplicaSum local;
         return batch_norm(x, running_mean, running_var, weight, bias, this->is_training() || !tracking, factor,
-                          eps_);
+                          eps_, this->is_training() ? replicas_ : local);
     }
     Tensor<T, 4, D> operator()(const Tensor<T, 4, D>& x) const { return forward(x); }
 
     index_t channels() const { return channels_; }
 
+    // The collective that synchronizes training over replicas; empty (the default) undoes it.
+    void set_cross_replica_sum(CrossReplicaSum f) { replicas_ = std::move(f); }
+    const CrossReplicaSum& cross_replica_sum() const { return replicas_; }
+    bool synchronized() const { return bool(replicas_); }
+
 private:
     index_t channels_;
     double eps_;
     std::optional<double> momentum_;
+    CrossReplicaSum replicas_;
 };
 
 }  // namespace weft::nn

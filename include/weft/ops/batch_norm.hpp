@@ -4,6 +4,7 @@
 //   auto z = batch_norm(x, running_mean, running_var, weight, bias, false);   // evaluation
 //   auto f = batch_norm_forward(x, rm, rv, w, b, true, 0.1, 1e-5);          // y, mean, rstd
 //   auto [gx, gw, gb] = batch_norm_backward(g, x, w, f.mean, f.rstd, true);
+//   auto s = batch_norm(x, rm, rv, w, b, true, 0.1, 1e-5, replicas);       // synchronized (SyncBN)
 //
 // As torch.nn.functional.batch_norm on x [N, C, *] (any rank >= 2), weight and bias [C] or
 // undefined. Training normalizes each channel with the batch's mean and biased variance and
@@ -15,6 +16,13 @@
 // are differentiable with respect to x, weight and bias; in evaluation the statistics are
 // constants, so g_x = g * weight / sqrt(running_var + eps).
 //
+// Synchronized (data-parallel) training: given a CrossReplicaSum, the statistics are those of
+// the batch formed by all replicas' x together, as torch.nn.SyncBatchNorm: each replica sums its
+// count, sum and squared deviations, one collective adds them, and Chan's combination gives the
+// global mean and variance (m in the running variance is then the global count). Backward adds
+// sum(g) and sum(g * (x - mean)) the same way, so g_x is the gradient of the sum over replicas;
+// g_weight and g_bias stay this replica's share, for the data-parallel all-reduce to combine.
+//
 // CPU: each channel's values are spread over N segments of `spatial` contiguous elements. The
 // statistics are shifted sums (ops/cpu/moments.hpp) in double, the shift being the channel's
 // first element, gathered in one partial sum per block of (samples x channels) so that both a
@@ -25,6 +33,8 @@
 #include <algorithm>
 #include <cmath>
 #include <concepts>
+#include <functional>
+#include <span>
 #include <vector>
 
 #include "../autograd/tape.hpp"
@@ -34,6 +44,12 @@
 #include "cpu/moments.hpp"
 
 namespace weft {
+
+// A collective that replaces every element of the span by its sum over all replicas (the
+// data-parallel processes). Every replica calls it in the same order with the same length, so
+// a replica that throws before its call leaves the others waiting. Empty: this process is the
+// only replica. dist/ makes one from a Communicator; ops know nothing of MPI or NCCL.
+using CrossReplicaSum = std::function<void(std::span<double>)>;
 
 // The forward result with what the backward needs, per channel in compute_t<T>.
 template <Element T, int R, Device D = Cpu>
@@ -127,12 +143,14 @@ void for_each_channel_element(index_t n, index_t c, index_t s, F&& f) {
 // ---- forward -------------------------------------------------------------------------------
 
 // Normalizes x [N, C, *] per channel and, when training, updates the defined running statistics
-// in place (not recorded on the tape; batch_norm records).
+// in place (not recorded on the tape; batch_norm records). With `replicas` and training, the
+// statistics are those of all replicas' batches together (one call of the collective), and
+// then a replica's own x may hold a single value per channel, or none.
 template <Element T, int R, Device D>
 BatchNormForward<T, R, D> batch_norm_forward(const Tensor<T, R, D>& x, const Tensor<T, 1, D>& running_mean,
                                              const Tensor<T, 1, D>& running_var, const Tensor<T, 1, D>& weight,
                                              const Tensor<T, 1, D>& bias, bool training, double momentum,
-                                             double eps) {
+                                             double eps, const CrossReplicaSum& replicas = {}) {
     static_assert(FloatingElement<T>, "weft: batch_norm needs a floating-point tensor");
     static_assert(R >= 2, "weft: batch_norm needs an input [N, C, *] of rank 2 or more");
     detail::check_batch_norm("batch_norm", x, running_mean, running_var, weight, bias);
@@ -140,8 +158,9 @@ BatchNormForward<T, R, D> batch_norm_forward(const Tensor<T, R, D>& x, const Ten
     const auto ext = detail::split_at_axis(x.shape(), 1);  // [N, C, spatial]
     const index_t n = ext.outer, c = ext.n, s = ext.inner, count = n * s;
     const auto uc = static_cast<std::size_t>(c);
-    WEFT_CHECK(!training || count > 1, "batch_norm: training needs more than one value per channel, got input "
-               "of shape ", x.shape());
+    const bool synced = training && bool(replicas);
+    WEFT_CHECK(!training || synced || count > 1, "batch_norm: training needs more than one value per channel, got "
+               "input of shape ", x.shape());
     WEFT_CHECK(training || (running_mean.defined() && running_var.defined()),
                "batch_norm: evaluation (training = false) normalizes with the running statistics; running_mean "
                "and running_var must both be defined");
@@ -156,10 +175,22 @@ BatchNormForward<T, R, D> batch_norm_forward(const Tensor<T, R, D>& x, const Ten
         std::vector<Acc> shift(uc), a(uc), b(uc);
         auto weight_at = [&](index_t ch) { return weight.defined() ? convert<double>(weight(ch)) : 1.0; };
         auto bias_at = [&](index_t ch) { return bias.defined() ? convert<double>(bias(ch)) : 0.0; };
+        auto update_running = [&](index_t ch, double mean, double var, index_t total) {
+            if (running_mean.defined()) {
+                T& r = running_mean(ch);
+                r = convert<T>((1.0 - momentum) * convert<double>(r) + momentum * mean);
+            }
+            if (running_var.defined()) {
+                T& r = running_var(ch);
+                const double unbiased = var * double(total) / double(total - 1);
+                r = convert<T>((1.0 - momentum) * convert<double>(r) + momentum * unbiased);
+            }
+        };
         if (training) {
             const detail::BatchPlan plan(n, c, s);
-            std::vector<double> k(uc), p1(std::size_t(plan.sample_chunks * c), 0.0), p2(p1.size(), 0.0);
-            for (index_t ch = 0; ch < c; ++ch) k[std::size_t(ch)] = convert<double>(X[ch * s]);
+            std::vector<double> k(uc, 0.0), p1(std::size_t(plan.sample_chunks * c), 0.0), p2(p1.size(), 0.0);
+            if (count > 0)  // a synchronized replica may hold no values
+                for (index_t ch = 0; ch < c; ++ch) k[std::size_t(ch)] = convert<double>(X[ch * s]);
             plan.run([&](index_t part, index_t i0, index_t i1, index_t c0, index_t c1) {
                 double* q1 = p1.data() + part * c;
                 double* q2 = p2.data() + part * c;
@@ -178,23 +209,51 @@ BatchNormForward<T, R, D> batch_norm_forward(const Tensor<T, R, D>& x, const Ten
                 }
             });
             const auto s1 = plan.total(p1), s2 = plan.total(p2);
-            for (index_t ch = 0; ch < c; ++ch) {
-                const std::size_t u = std::size_t(ch);
-                const auto m = detail::moments_from_sums(k[u], s1[u], s2[u], count);
-                const double rs = 1.0 / std::sqrt(m.var + eps), w = weight_at(ch);
-                out.mean.data()[ch] = Acc(m.mean);
-                out.rstd.data()[ch] = Acc(rs);
-                shift[u] = Acc(k[u]);
-                a[u] = Acc(rs * w);
-                b[u] = Acc(bias_at(ch) - (s1[u] / double(count)) * rs * w);
-                if (running_mean.defined()) {
-                    T& r = running_mean(ch);
-                    r = convert<T>((1.0 - momentum) * convert<double>(r) + momentum * m.mean);
+            if (!synced) {
+                for (index_t ch = 0; ch < c; ++ch) {
+                    const std::size_t u = std::size_t(ch);
+                    const auto m = detail::moments_from_sums(k[u], s1[u], s2[u], count);
+                    const double rs = 1.0 / std::sqrt(m.var + eps), w = weight_at(ch);
+                    out.mean.data()[ch] = Acc(m.mean);
+                    out.rstd.data()[ch] = Acc(rs);
+                    shift[u] = Acc(k[u]);
+                    a[u] = Acc(rs * w);
+                    b[u] = Acc(bias_at(ch) - (s1[u] / double(count)) * rs * w);
+                    update_running(ch, m.mean, m.var, count);
                 }
-                if (running_var.defined()) {
-                    T& r = running_var(ch);
-                    const double unbiased = m.var * double(count) / double(count - 1);
-                    r = convert<T>((1.0 - momentum) * convert<double>(r) + momentum * unbiased);
+            } else {
+                // Per channel, over this replica: [sum x (C) | M2 = sum (x - its mean)^2 (C) |
+                // n * its mean^2 (C) | n]. M2 comes from the shifted sums, so it keeps their
+                // accuracy; the spread of the replicas' means enters through n * mean^2, whose
+                // cancellation in double costs digits only when |mean| >> std (1e3 keeps ~10).
+                std::vector<double> all(3 * uc + 1, 0.0);
+                if (count > 0) {
+                    const double nl = double(count);
+                    for (std::size_t u = 0; u < uc; ++u) {
+                        const double sum = s1[u] + nl * k[u], mean_l = sum / nl;
+                        all[u] = sum;
+                        all[uc + u] = std::max(0.0, s2[u] - s1[u] * s1[u] / nl);
+                        all[2 * uc + u] = sum * mean_l;
+                    }
+                }
+                all[3 * uc] = double(count);
+                replicas(std::span<double>(all));
+                const auto total = index_t(std::llround(all[3 * uc]));
+                WEFT_CHECK(total > 1, "batch_norm: synchronized training needs more than one value per channel over "
+                           "all replicas, got ", total, " (this replica's input has shape ", x.shape(), ")");
+                const double nt = double(total);
+                for (index_t ch = 0; ch < c; ++ch) {
+                    const std::size_t u = std::size_t(ch);
+                    const double mean = all[u] / nt;
+                    const double var = std::max(0.0, (all[uc + u] + all[2 * uc + u] - nt * mean * mean) / nt);
+                    const double rs = 1.0 / std::sqrt(var + eps), w = weight_at(ch);
+                    out.mean.data()[ch] = Acc(mean);
+                    out.rstd.data()[ch] = Acc(rs);
+                    // The shift stays this replica's data value: x - shift is exact for x near it.
+                    shift[u] = Acc(k[u]);
+                    a[u] = Acc(rs * w);
+                    b[u] = Acc(bias_at(ch) - (mean - k[u]) * rs * w);
+                    update_running(ch, mean, var, total);
                 }
             }
         } else {
@@ -227,11 +286,15 @@ BatchNormForward<T, R, D> batch_norm_forward(const Tensor<T, R, D>& x, const Ten
 // Gradients of sum(grad_out * batch_norm(x, ...)), from the forward's mean and rstd. `training`
 // must be the forward's: in training the batch statistics depend on x, in evaluation they are
 // constants. An undefined weight counts as ones; need_* flags skip gradients nobody needs.
+// `replicas` must be the forward's too: synchronized, g_x is the gradient of the sum over all
+// replicas of <grad_out, y> (one call of the collective, made whatever the need_* flags say, so
+// that every replica calls it), while g_weight and g_bias stay this replica's own terms.
 template <Element T, int R, Device D>
 BatchNormGrads<T, R, D> batch_norm_backward(const Tensor<T, R, D>& grad_out, const Tensor<T, R, D>& x,
                                             const Tensor<T, 1, D>& weight, const Tensor<compute_t<T>, 1, D>& mean,
                                             const Tensor<compute_t<T>, 1, D>& rstd, bool training,
-                                            bool need_x = true, bool need_w = true, bool need_b = true) {
+                                            bool need_x = true, bool need_w = true, bool need_b = true,
+                                            const CrossReplicaSum& replicas = {}) {
     detail::check_batch_norm("batch_norm_backward", x, {}, {}, weight, {});
     WEFT_CHECK(grad_out.shape() == x.shape(), "batch_norm_backward: grad_out of shape ", grad_out.shape(),
                " does not match input of shape ", x.shape());
@@ -288,6 +351,20 @@ BatchNormGrads<T, R, D> batch_norm_backward(const Tensor<T, R, D>& grad_out, con
             sum_g = plan.total(p1);
             sum_gd = plan.total(p2);
         }
+        // What g_x's batch terms divide: this replica's sums and count, or, synchronized, those
+        // of all replicas (the count travels with the sums instead of being kept from forward).
+        const double *all_g = sum_g.data(), *all_gd = sum_gd.data();
+        double total = double(count);
+        std::vector<double> all;
+        if (training && replicas) {
+            all = sum_g;  // [sum g (C) | sum g * (x - mean) (C) | n]
+            all.insert(all.end(), sum_gd.begin(), sum_gd.end());
+            all.push_back(double(count));
+            replicas(std::span<double>(all));
+            all_g = all.data();
+            all_gd = all.data() + uc;
+            total = all[2 * uc];
+        }
         if (need_x) {
             // g_x = a * g - (x - mean) * slope - off, per channel.
             std::vector<Acc> a(uc), slope(uc, Acc(0)), off(uc, Acc(0)), mu_a(uc);
@@ -297,8 +374,8 @@ BatchNormGrads<T, R, D> batch_norm_backward(const Tensor<T, R, D>& grad_out, con
                 a[u] = Acc(scale);
                 mu_a[u] = Acc(mu[u]);
                 if (training) {
-                    slope[u] = Acc(scale * rs[u] * rs[u] * sum_gd[u] / double(count));
-                    off[u] = Acc(scale * sum_g[u] / double(count));
+                    slope[u] = Acc(scale * rs[u] * rs[u] * all_gd[u] / total);
+                    off[u] = Acc(scale * all_g[u] / total);
                 }
             }
             grads.grad_x = Tensor<T, R, D>::empty(x.shape());
@@ -326,22 +403,27 @@ BatchNormGrads<T, R, D> batch_norm_backward(const Tensor<T, R, D>& grad_out, con
 // ---- recorded op ---------------------------------------------------------------------------
 
 // x [N, C, *] -> same shape. running_mean / running_var [C] are updated in place when training
-// (each may be undefined, `{}`, when training); weight and bias [C] or undefined.
+// (each may be undefined, `{}`, when training); weight and bias [C] or undefined. `replicas`
+// synchronizes training across data-parallel replicas (ignored in evaluation); each replica's
+// backward() then calls it once more, so all must run backward through this op.
 template <Element T, int R, Device D>
 Tensor<T, R, D> batch_norm(const Tensor<T, R, D>& x, const Tensor<T, 1, D>& running_mean,
                            const Tensor<T, 1, D>& running_var, const Tensor<T, 1, D>& weight = {},
                            const Tensor<T, 1, D>& bias = {}, bool training = false, double momentum = 0.1,
-                           double eps = 1e-5) {
+                           double eps = 1e-5, const CrossReplicaSum& replicas = {}) {
     WEFT_CHECK(!running_mean.requires_grad() && !running_var.requires_grad(),
                "batch_norm: the running statistics are buffers updated in place and must not require grad");
     auto f = batch_norm_forward(x.detach(), running_mean, running_var, weight.detach(), bias.detach(), training,
-                                momentum, eps);
+                                momentum, eps, replicas);
+    // The closure keeps its own copy of the collective: the backward calls it again.
     if (needs_grad(x, weight, bias))
         record(
             f.y, "batch_norm",
-            [x, weight, bias, training, mean = f.mean, rstd = f.rstd](const Tensor<T, R, D>& g) {
+            [x, weight, bias, training, mean = f.mean, rstd = f.rstd,
+             replicas = training ? replicas : CrossReplicaSum{}](const Tensor<T, R, D>& g) {
                 auto grads = batch_norm_backward(g, x.detach(), weight.detach(), mean, rstd, training,
-                                                 x.requires_grad(), weight.requires_grad(), bias.requires_grad());
+                                                 x.requires_grad(), weight.requires_grad(), bias.requires_grad(),
+                                                 replicas);
                 accumulate_grad(x, grads.grad_x);
                 accumulate_grad(weight, grads.grad_w);
                 accumulate_grad(bias, grads.grad_b);
