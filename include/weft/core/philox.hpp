@@ -1,5 +1,12 @@
 // weft/core/philox.hpp: the counter-based generator behind every random tensor.
 //
+//   Generator gen{42};
+//   auto w = Tensor<float, 2>::rand({3, 4}, gen);         // advances gen by 3 blocks
+//   {
+//       ReplicaScope slice(gen, rank, world_size);        // this process holds 1/world_size of the batch
+//       auto y = dropout(x_local, 0.1, true, gen);        // the mask the whole batch would draw here
+//   }                                                     // gen is a whole-batch generator again
+//
 // Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11) maps a
 // 128-bit counter and a 64-bit key to four random 32-bit words with no state between calls.
 // Element i of a random tensor is a pure function of (seed, offset, i), so the CPU loop and the
@@ -10,6 +17,7 @@
 #include <cstdint>
 
 #include "config.hpp"
+#include "error.hpp"
 
 namespace weft {
 
@@ -42,6 +50,18 @@ WEFT_HD inline PhiloxBlock philox4x32_10(std::uint64_t counter, std::uint64_t su
 struct Generator {
     std::uint64_t seed = 0;
     std::uint64_t offset = 0;
+    // Data-parallel training: this process holds slice `replica` of `replicas` equal slices of
+    // the global batch along the sample axis. Per-sample draws (dropout masks, drop-path
+    // decisions, attention-weight dropout) take the numbers the single-process run on the whole
+    // batch would give these samples, and advance the generator exactly as that global draw
+    // does, so every replica's generator stays in step with the single-process one and N
+    // processes with batch b train exactly as one process with batch N·b. Draws that are not
+    // per sample (rand, randn, randint: initialisation, augmentation) ignore the slice: every
+    // replica draws the whole tensor, as the single process does. Set it with ReplicaScope.
+    // A per-sample draw on a tensor that is not this replica's slice of the batch (one every
+    // replica holds whole, such as text features of the class names) must not see the slice:
+    // give it a generator without one.
+    std::uint64_t replica = 0, replicas = 1;
 
     constexpr Generator() = default;
     constexpr explicit Generator(std::uint64_t s) : seed(s) {}
@@ -54,13 +74,42 @@ struct Generator {
     }
 };
 
+// Puts a generator on one replica's slice of the batch (see Generator::replica) for the
+// scope's lifetime and restores the slice it had before; dist/ opens one around each training
+// step of a replica.
+class ReplicaScope {
+public:
+    ReplicaScope(Generator& gen, std::uint64_t replica, std::uint64_t replicas)
+        : gen_(gen), saved_replica_(gen.replica), saved_replicas_(gen.replicas) {
+        WEFT_CHECK(replicas >= 1 && replica < replicas, "ReplicaScope: replica ", replica, " of ", replicas,
+                   " replicas is out of range (need 0 <= replica < replicas)");
+        gen.replica = replica;
+        gen.replicas = replicas;
+    }
+    ~ReplicaScope() {
+        gen_.replica = saved_replica_;
+        gen_.replicas = saved_replicas_;
+    }
+    ReplicaScope(const ReplicaScope&) = delete;
+    ReplicaScope& operator=(const ReplicaScope&) = delete;
+
+private:
+    Generator& gen_;
+    std::uint64_t saved_replica_, saved_replicas_;
+};
+
 // The process-wide generator used when none is passed; `manual_seed` resets it.
 inline Generator& default_generator() {
     static Generator g{0};
     return g;
 }
 
-inline void manual_seed(std::uint64_t seed) { default_generator() = Generator{seed}; }
+// Keeps the replica slice: which part of the batch this process holds does not change with the seed.
+inline void manual_seed(std::uint64_t seed) {
+    Generator& g = default_generator();
+    g.seed = seed;
+    g.offset = 0;
+}
 
 namespace random {
 

@@ -32,6 +32,10 @@
 // of ops/dropout.hpp): weight (b, h, i, j) uses word j mod 4 of Philox block
 // offset + ((b·H + h)·L + i)·⌈S/4⌉ + ⌊j/4⌋. The backward regenerates the mask from the same
 // seed and offset instead of storing it. The numbers differ from PyTorch's own generator.
+// Under a replica slice of the generator (data parallel, see Generator::replica), q holds B of
+// the global batch's B·replicas samples along axis 0: batch b takes the rows of global batch
+// replica·B + b, and the generator advances past all B·replicas batches, so the replicas'
+// outputs are the rows of what one process computes on the whole batch.
 //
 // Memory: the [L, S] weight matrix never exists. The CPU kernel (ops/cpu/attention.hpp) walks
 // blocks of queries and keys with an online softmax, keeps only the output and one logsumexp
@@ -159,9 +163,13 @@ AttentionResult<T, D> scaled_dot_product_attention_forward(const Tensor<T, 4, D>
     AttentionResult<T, D> r;
     if (opts.dropout > 0) {
         Generator& gen = opts.gen ? *opts.gen : default_generator();
-        const std::uint64_t rows = std::uint64_t(q.size(0) * q.size(1) * q.size(2));
+        WEFT_CHECK(gen.replicas >= 1 && gen.replica < gen.replicas, "scaled_dot_product_attention: generator replica ",
+                   gen.replica, " of ", gen.replicas, " replicas is out of range");
+        // Rows start on whole blocks, so a replica's batches are one contiguous range of blocks.
+        const std::uint64_t blocks = std::uint64_t(q.size(0) * q.size(1) * q.size(2)) *
+                                     std::uint64_t((k.size(2) + 3) / 4);  // of this replica's batches
         p.seed = r.dropout_seed = gen.seed;
-        p.offset = r.dropout_offset = gen.advance(rows * std::uint64_t((k.size(2) + 3) / 4));
+        p.offset = r.dropout_offset = gen.advance(blocks * gen.replicas) + gen.replica * blocks;
     }
     r.out = Tensor<T, 4, D>::empty({q.size(0), q.size(1), q.size(2), v.size(3)});
     r.logsumexp = Tensor<T, 3, D>::empty({q.size(0), q.size(1), q.size(2)});

@@ -8,6 +8,10 @@
 // N·C uniform floats of the generator's stream compared with 1 - p, drawn as ops/dropout.hpp
 // draws its element masks, so a seed gives the same maps on any number of threads. The output
 // is x times a constant [N, C, 1, 1] factor, an expression that differentiates itself.
+//
+// Under a replica slice of the generator (data parallel, see Generator::replica), x holds N of
+// the global batch's N·replicas samples: its maps take the decisions the global [N·replicas, C]
+// draw gives these samples, and the generator advances past the whole global draw.
 #pragma once
 
 #include <algorithm>
@@ -33,8 +37,8 @@ Tensor<T, 4, D> dropout2d(const Tensor<T, 4, D>& x, double p, bool training, Gen
         if (p >= 1.0) {
             std::fill(keep.get(), keep.get() + n, false);
         } else {
-            const std::uint64_t base = gen.advance(random::Uniform<float>::blocks(std::uint64_t(n)));
-            weft::detail::draw_keep_mask(keep.get(), n, p, gen.seed, base);
+            weft::detail::draw_replica_keep_mask(keep.get(), weft::detail::AxisSplit{1, x.size(0), x.size(1)}, p,
+                                                 gen);  // decisions [N, C]
         }
         const T scale = T(weft::detail::keep_scale(p));
         for (index_t i = 0; i < n; ++i) factor.data()[i] = keep[i] ? scale : T(0);
