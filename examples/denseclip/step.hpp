@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include <weft/dist/data_parallel.hpp>
 #include <weft/optim/adamw.hpp>
 #include <weft/optim/param_groups.hpp>
 #include <weft/optim/schedule.hpp>
@@ -51,16 +52,34 @@ inline optim::PolySchedule make_schedule(const TrainConfig& t) {
 }
 
 // One iteration at `iter` (0-based): set every group's lr, forward, backward, AdamW step.
-// Returns the loss terms of this batch, computed before the update.
+// Returns the loss terms of this batch, computed before the update. With `dp` this process is
+// one rank of data-parallel training: images and labels are its slice of the global batch, its
+// dropout masks are the ones the whole batch would draw for these samples, the gradients are
+// averaged over the ranks before the step, and the returned terms are the global batch's.
 template <Element T, Device D>
 LossTerms train_step(DenseClip<T, D>& model, optim::AdamW<T, D>& opt, const optim::PolySchedule& sched,
-                     std::int64_t iter, const Tensor<T, 4, D>& images, const Tensor<std::int64_t, 3, D>& labels) {
+                     std::int64_t iter, const Tensor<T, 4, D>& images, const Tensor<std::int64_t, 3, D>& labels,
+                     dist::DataParallel<T, D>* dp = nullptr) {
     optim::apply_schedule(opt, sched, iter);
     opt.zero_grad();
-    auto l = model.losses(images, labels);
-    l.total.backward();
+    LossTerms terms;
+    {
+        const ReplicaScope slice(default_generator(), dp ? std::uint64_t(dp->rank()) : 0,
+                                 dp ? std::uint64_t(dp->size()) : 1);
+        auto l = model.losses(images, labels);
+        l.total.backward();
+        terms = l.values();
+    }
+    if (dp) {
+        dp->synchronize();
+        // Each rank's terms are means over equal slices: their mean is the global batch's.
+        double v[3] = {terms.total, terms.decode, terms.aux};
+        dp->communicator().all_reduce_async(v, 3, DType::f64, dist::ReduceOp::sum).wait();
+        const double n = dp->size();
+        terms = {v[0] / n, v[1] / n, v[2] / n};
+    }
     opt.step();
-    return l.values();
+    return terms;
 }
 
 }  // namespace denseclip

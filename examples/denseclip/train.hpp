@@ -14,6 +14,13 @@
 // --resume continues from "latest": model, optimizer moments, iteration, the dropout generator,
 // and the data order (the loader's epoch and position are derived from the iteration), so a
 // resumed run computes what the uninterrupted one would have.
+//
+// Data-parallel (TrainOptions::comm, e.g. under mpirun): every rank trains the same model on its
+// slice of each global batch (batch_size per rank, cut in rank order from the order one process
+// would use), batch norms are synchronized, dropout masks are drawn from the global batch's
+// stream, and gradients are averaged over the ranks before each step; so N ranks with batch b
+// log what one process with batch N·b logs. Rank 0 alone writes the work dir; the evaluation
+// is shared out over the ranks.
 #pragma once
 
 #include <chrono>
@@ -30,6 +37,9 @@
 #include <weft/data/ade20k.hpp>
 #include <weft/data/loader.hpp>
 #include <weft/data/seg_transforms.hpp>
+#include <weft/dist/data_parallel.hpp>
+#include <weft/dist/local_communicator.hpp>
+#include <weft/dist/sync_batch_norm.hpp>
 #include <weft/metrics/table.hpp>
 
 #include "checkpoint.hpp"
@@ -133,7 +143,11 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
     if (o.workers >= 0) cfg.train.workers = o.workers;
     WEFT_CHECK(cfg.train.iters > 0 && cfg.train.batch_size > 0 && cfg.train.log_interval > 0,
                "denseclip train: iters, batch size and log interval must be positive");
-    fs::create_directories(o.work_dir);
+    dist::LocalCommunicator alone;
+    dist::Communicator& comm = o.comm ? *o.comm : alone;
+    const int rank = comm.rank(), world = comm.size();
+    const bool lead = rank == 0;  // writes logs, curves and checkpoints, and talks
+    if (lead) fs::create_directories(o.work_dir);
 
     // The model, initialised from the seed (dropout then draws from the same generator).
     manual_seed(o.seed);
@@ -163,12 +177,23 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
         start = s.iter;
         default_generator() = s.rng;
         data_seed = s.data_seed;
-        std::fprintf(stderr, "resuming from %s at iteration %lld\n", (o.work_dir / name).c_str(), (long long)start);
+        if (lead)
+            std::fprintf(stderr, "resuming from %s at iteration %lld\n", (o.work_dir / name).c_str(), (long long)start);
     }
-    {
+    std::optional<dist::DataParallel<float>> dp;
+    if (world > 1) {
+        dist::synchronize_batch_norm(model, comm);
+        dp.emplace(comm, model);
+        if (lead)
+            std::fprintf(stderr, "data-parallel over %d ranks (%s): %lld images per rank, %lld per iteration\n", world,
+                         std::string(comm.backend()).c_str(), (long long)cfg.train.batch_size,
+                         (long long)(cfg.train.batch_size * world));
+    }
+    if (lead) {
         std::ofstream out(o.work_dir / "config.json");
         out << "{\"name\": \"" << cfg.name << "\", \"iters\": " << cfg.train.iters
-            << ", \"batch_size\": " << cfg.train.batch_size << ", \"seed\": " << data_seed << "}\n";
+            << ", \"batch_size\": " << cfg.train.batch_size << ", \"world_size\": " << world
+            << ", \"seed\": " << data_seed << "}\n";
     }
 
     const data::Ade20k train_set(o.data_root, "training", cfg.data.reduce_zero_label);
@@ -181,10 +206,12 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
                             .prefetch = 2,
                             .shuffle = true,
                             .drop_last = true,
-                            .seed = data_seed});
+                            .seed = data_seed,
+                            .replica = rank,
+                            .replicas = world});
     const std::int64_t per_epoch = loader.batches_per_epoch();
     WEFT_CHECK(per_epoch > 0, "denseclip train: ", train_set.size(), " training images make no batch of ",
-               cfg.train.batch_size);
+               cfg.train.batch_size * world);
     // The data order continues where the interrupted run was: epoch and position from the iteration.
     std::uint64_t epoch = std::uint64_t(start / per_epoch);
     loader.start_epoch(epoch);
@@ -196,7 +223,7 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
     // The lines of `file` up to iteration `start`, each also handed to `use`.
     const auto kept_lines = [&](const char* file, const auto& use) {
         std::string kept;
-        if (!o.resume) return kept;
+        if (!o.resume || !lead) return kept;
         std::ifstream old(o.work_dir / file);
         for (std::string line; std::getline(old, line);) {
             const auto j = nlohmann::json::parse(line, nullptr, false);
@@ -213,16 +240,20 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
     const std::string kept_eval = kept_lines("eval.jsonl", [&](const nlohmann::json& j) {
         curves.eval_iter.push_back(j["iter"]), curves.miou.push_back(j["mIoU"]);
     });
-    std::ofstream log(o.work_dir / "log.jsonl", std::ios::trunc);
-    std::ofstream eval_log(o.work_dir / "eval.jsonl", std::ios::trunc);
-    log << kept_log << std::flush;
-    eval_log << kept_eval << std::flush;
+    std::ofstream log, eval_log;  // rank 0's; left closed (writes go nowhere) on the others
+    if (lead) {
+        log.open(o.work_dir / "log.jsonl", std::ios::trunc);
+        eval_log.open(o.work_dir / "eval.jsonl", std::ios::trunc);
+        log << kept_log << std::flush;
+        eval_log << kept_eval << std::flush;
+    }
 
     const auto run_eval = [&](std::int64_t iter) -> std::optional<EvalResult> {
         if (!val_set) return std::nullopt;
-        std::fprintf(stderr, "evaluating on %lld validation images...\n", (long long)val_set->size());
-        auto r = evaluate(model, *val_set, InferenceOptions::from(cfg));
+        if (lead) std::fprintf(stderr, "evaluating on %lld validation images...\n", (long long)val_set->size());
+        auto r = evaluate(model, *val_set, InferenceOptions::from(cfg), nullptr, &comm);
         model.train();
+        if (!lead) return r;
         eval_log << nlohmann::json{{"iter", iter}, {"mIoU", r.metrics.miou}, {"mAcc", r.metrics.macc},
                                    {"aAcc", r.metrics.aacc}}.dump()
                  << std::endl;
@@ -234,6 +265,7 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
         return r;
     };
     const auto checkpoint = [&](std::int64_t iter) {
+        if (!lead) return;
         const std::string name = "iter_" + std::to_string(iter) + ".safetensors";
         save_training_checkpoint(o.work_dir / name, model, opt,
                                  {.iter = iter, .rng = default_generator(), .data_seed = data_seed, .config = cfg.name});
@@ -255,7 +287,7 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
             batch = loader.next();
         }
         data_time += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const auto l = train_step(model, opt, sched, iter, batch->images, batch->labels);
+        const auto l = train_step(model, opt, sched, iter, batch->images, batch->labels, dp ? &*dp : nullptr);
         WEFT_CHECK(std::isfinite(l.total), "denseclip train: the loss became ", l.total, " at iteration ", iter + 1,
                    " (batch of ", batch->names.front(), ", ...)");
         sum.total += l.total, sum.decode += l.decode, sum.aux += l.aux;
@@ -265,7 +297,7 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
         const bool log_now = done % cfg.train.log_interval == 0 || done == cfg.train.iters;
         const LossTerms mean{sum.total / n, sum.decode / n, sum.aux / n};
-        progress.update(done, mean, lr, double(n) / secs, log_now);
+        if (lead) progress.update(done, mean, lr, double(n) / secs, log_now);
         if (log_now) {
             log << nlohmann::json{{"iter", done},        {"loss", mean.total}, {"loss_decode", mean.decode},
                                   {"loss_aux", mean.aux}, {"lr", lr},           {"time", secs / n},
@@ -275,7 +307,7 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
             curves.loss.push_back(mean.total);
             curves.decode.push_back(mean.decode);
             curves.aux.push_back(mean.aux);
-            curves.write(o.work_dir);
+            if (lead) curves.write(o.work_dir);
             sum = {};
             n = 0;
             data_time = 0;
@@ -294,7 +326,7 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
         if (o.stop_at && done == *o.stop_at && !last) {  // a session of a longer run
             progress.end_line();
             if (!(cfg.train.checkpoint_interval > 0 && done % cfg.train.checkpoint_interval == 0)) checkpoint(done);
-            std::fprintf(stderr, "stopped after iteration %lld of %lld; continue with --resume\n", (long long)done,
+            if (lead) std::fprintf(stderr, "stopped after iteration %lld of %lld; continue with --resume\n", (long long)done,
                          (long long)cfg.train.iters);
             break;
         }

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <optional>
 
+#include <weft/dist/communicator.hpp>
+
 namespace denseclip {
 
 struct TrainOptions {
@@ -18,6 +20,9 @@ struct TrainOptions {
     bool freeze_text = false;
     std::filesystem::path vocab;  // CLIP's BPE vocabulary
     int workers = -1;             // -1: the config's
+    // Data-parallel: this process is one rank of `comm`'s world, batch_size is per rank (the
+    // global batch is batch_size x world size), rank 0 writes logs and checkpoints. Null: alone.
+    weft::dist::Communicator* comm = nullptr;
 };
 
 }  // namespace denseclip

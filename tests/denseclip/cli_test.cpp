@@ -47,9 +47,11 @@ struct Run {
     std::string out, err;
 };
 
-Run run(const std::string& args) {
-    const std::string cmd = std::string("WEFT_CLIP_VOCAB='") + vocab + "' '" + WEFT_DENSECLIP_EXE + "' " + args +
-                            " > '" + (dir / "stdout.txt").string() + "' 2> '" + (dir / "stderr.txt").string() + "'";
+// Runs `launcher` denseclip `args` (launcher: empty, or mpirun and its options).
+Run run(const std::string& args, const std::string& launcher = "") {
+    const std::string cmd = std::string("WEFT_CLIP_VOCAB='") + vocab + "' " + launcher + " '" + WEFT_DENSECLIP_EXE +
+                            "' " + args + " > '" + (dir / "stdout.txt").string() + "' 2> '" +
+                            (dir / "stderr.txt").string() + "'";
     const int status = std::system(cmd.c_str());
     auto slurp = [](const fs::path& p) {
         std::ostringstream s;
@@ -306,6 +308,43 @@ TEST_CASE("denseclip trains and evaluates with pre-model prompting", "[denseclip
     r = run("eval --config " + q(pre_config) + " --data-root " + q(synthetic()) + " --checkpoint " + q(trained()));
     expect_failure(r, "pre_prompt.queries");
 }
+
+#ifdef WEFT_MPIEXEC
+// The data-parallel done-when of issue 7: the tiny model trained by two processes with 2 images
+// each logs the losses one process logs with 4 images, from the same seed and data.
+TEST_CASE("denseclip train under mpirun -np 2 logs the losses of one process with the whole batch",
+          "[denseclip][cli][mpi]") {
+    const std::string tiny = std::string(WEFT_SOURCE_DIR) + "/examples/denseclip/configs/tiny.json";
+    const auto train = [&](int np, int batch, const fs::path& work) {
+        const auto r = run("train --config " + q(tiny) + " --data-root " + q(synthetic()) + " --work-dir " + q(work) +
+                               " --iters 4 --batch-size " + std::to_string(batch) +
+                               " --log-interval 1 --eval-interval 0 --workers 0 --seed 5",
+                           std::string(WEFT_MPIEXEC) + " -np " + std::to_string(np) + " -x WEFT_CLIP_VOCAB" +
+                               (np > 1 ? " -x WEFT_NUM_THREADS=1" : ""));
+        INFO(r.err);
+        REQUIRE(r.status == 0);
+        return r;
+    };
+    const auto one = train(1, 4, dir / "mpi_np1");
+    const auto two = train(2, 2, dir / "mpi_np2");
+    CHECK(two.err.find("data-parallel over 2 ranks (mpi): 2 images per rank, 4 per iteration") != std::string::npos);
+    const auto a = read_jsonl(dir / "mpi_np1" / "log.jsonl"), b = read_jsonl(dir / "mpi_np2" / "log.jsonl");
+    REQUIRE(a.size() == 4);
+    REQUIRE(b.size() == 4);  // rank 0 alone writes the log
+    for (std::size_t i = 0; i < a.size(); ++i)
+        for (const char* key : {"loss", "loss_decode", "loss_aux"}) {
+            INFO("iteration " << i + 1 << ", " << key);
+            const double x = a[i][key], y = b[i][key];
+            CHECK(std::abs(x - y) <= 1e-5 * std::abs(x));
+        }
+    // The evaluation after the last iteration is shared out over the ranks and summed.
+    const auto ea = read_jsonl(dir / "mpi_np1" / "eval.jsonl"), eb = read_jsonl(dir / "mpi_np2" / "eval.jsonl");
+    REQUIRE(ea.size() == 1);
+    REQUIRE(eb.size() == 1);
+    CHECK(std::abs(double(ea[0]["aAcc"]) - double(eb[0]["aAcc"])) < 1e-3);
+    CHECK(fs::exists(dir / "mpi_np2" / "iter_4.safetensors"));
+}
+#endif
 
 TEST_CASE("denseclip names the file or key of every bad input", "[denseclip][cli]") {
     const auto& ck = trained();

@@ -236,6 +236,17 @@ TEST_CASE("metrics: concurrent add and merge equal serial accumulation") {
     CHECK(merged.counts() == serial.counts());
     const ConfusionMatrix copy = merged;
     CHECK(copy.counts() == serial.counts());
+    // Tables summed elsewhere (an all-reduce over processes) add back in as counts.
+    auto table = partial[0].to_tensor();
+    for (int t = 1; t < 4; ++t) {
+        const auto more = partial[std::size_t(t)].to_tensor();
+        for (index_t i = 0; i < table.numel(); ++i) table.data()[i] += more.data()[i];
+    }
+    ConfusionMatrix from_table(5);
+    from_table.add_counts(table);
+    CHECK(from_table.counts() == serial.counts());
+    CHECK(error_of([&] { from_table.add_counts(Tensor<std::int64_t, 2>::zeros({4, 5})); }).find("[4, 5]") !=
+          std::string::npos);
     CHECK(copy.to_tensor()(1, 1) == serial.count(1, 1));
     merged.reset();
     CHECK(merged.total() == 0);

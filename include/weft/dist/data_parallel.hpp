@@ -73,6 +73,7 @@ public:
             if (p.ref.requires_grad()) p.ref.visit([](auto& t) { autograd::on_grad_ready(t, nullptr); });
     }
 
+    Communicator& communicator() const { return comm_; }
     int rank() const { return comm_.rank(); }
     int size() const { return comm_.size(); }
     std::size_t bucket_count() const { return buckets_.size(); }

@@ -81,6 +81,20 @@ public:
         for (std::size_t i = 0; i < local.size(); ++i) counts_[i] += local[i];
     }
 
+    // Adds a table of counts [K, K] (label class, predicted class), as to_tensor() gives it: the
+    // sum of every process's table after an all-reduce, for instance.
+    void add_counts(const Tensor<std::int64_t, 2>& table) {
+        WEFT_CHECK(table.defined() && table.size(0) == num_classes_ && table.size(1) == num_classes_,
+                   "ConfusionMatrix::add_counts: a table of shape ", table.shape(), " does not fit ", num_classes_,
+                   " classes (expected [", num_classes_, ", ", num_classes_, "])");
+        const auto t = table.contiguous();
+        std::lock_guard lock(mutex_);
+        for (std::size_t i = 0; i < counts_.size(); ++i) {
+            WEFT_CHECK(t.data()[i] >= 0, "ConfusionMatrix::add_counts: negative count ", t.data()[i]);
+            counts_[i] += t.data()[i];
+        }
+    }
+
     // Adds another matrix's counts (e.g. one accumulated by another thread or process).
     void merge(const ConfusionMatrix& other) {
         WEFT_CHECK(this != &other, "ConfusionMatrix::merge: merging a matrix into itself would double it");

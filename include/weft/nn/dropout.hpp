@@ -5,7 +5,9 @@
 //   drop.eval();                  // evaluation: the identity
 //
 // The decisions come from a Generator the module refers to (default: the process-wide one;
-// set_generator changes it, and the generator must outlive the module's use).
+// set_generator changes it, and the generator must outlive the module's use). sample_axis (0,
+// batch-first) names the batch axis of the inputs: data-parallel replicas draw their slice of
+// the global batch's mask along it (ops/dropout.hpp); sequence-first layers set 1.
 #pragma once
 
 #include "../ops/dropout.hpp"
@@ -22,7 +24,7 @@ public:
 
     template <int R>
     Tensor<T, R, D> forward(const Tensor<T, R, D>& x) const {
-        return dropout(x, p_, this->is_training(), *gen_);
+        return dropout(x, p_, this->is_training(), *gen_, sample_axis_);
     }
     template <int R>
     Tensor<T, R, D> operator()(const Tensor<T, R, D>& x) const {
@@ -31,9 +33,12 @@ public:
 
     double p() const { return p_; }
     void set_generator(Generator& gen) { gen_ = &gen; }
+    int sample_axis() const { return sample_axis_; }
+    void set_sample_axis(int axis) { sample_axis_ = axis; }
 
 private:
     double p_;
+    int sample_axis_ = 0;
     Generator* gen_;
 };
 

@@ -34,14 +34,14 @@ public:
         : self_attn(d_model, nhead, {.dropout = options.dropout, .batch_first = options.batch_first}, gen),
           multihead_attn(d_model, nhead, {.dropout = options.dropout, .batch_first = options.batch_first}, gen),
           linear1(d_model, options.dim_feedforward, true, gen),
-          dropout(options.dropout),
+          dropout(options.dropout, gen),
           linear2(options.dim_feedforward, d_model, true, gen),
           norm1(d_model, options.layer_norm_eps),
           norm2(d_model, options.layer_norm_eps),
           norm3(d_model, options.layer_norm_eps),
-          dropout1(options.dropout),
-          dropout2(options.dropout),
-          dropout3(options.dropout),
+          dropout1(options.dropout, gen),
+          dropout2(options.dropout, gen),
+          dropout3(options.dropout, gen),
           options_(options) {
         this->register_module("self_attn", self_attn);
         this->register_module("multihead_attn", multihead_attn);
@@ -54,6 +54,9 @@ public:
         this->register_module("dropout1", dropout1);
         this->register_module("dropout2", dropout2);
         this->register_module("dropout3", dropout3);
+        // Sequence-first inputs keep the batch on axis 1 (what data-parallel replicas split).
+        for (Dropout<T, D>* d : {&dropout, &dropout1, &dropout2, &dropout3})
+            d->set_sample_axis(options.batch_first ? 0 : 1);
     }
 
     // tgt [T, N, E], memory [S, N, E]; masks additive [T, T] / [T, S]; padding masks [N, T] / [N, S].

@@ -63,12 +63,12 @@ public:
                             Generator& gen = default_generator())
         : self_attn(d_model, nhead, {.dropout = options.dropout, .batch_first = options.batch_first}, gen),
           linear1(d_model, options.dim_feedforward, true, gen),
-          dropout(options.dropout),
+          dropout(options.dropout, gen),
           linear2(options.dim_feedforward, d_model, true, gen),
           norm1(d_model, options.layer_norm_eps),
           norm2(d_model, options.layer_norm_eps),
-          dropout1(options.dropout),
-          dropout2(options.dropout),
+          dropout1(options.dropout, gen),
+          dropout2(options.dropout, gen),
           options_(options) {
         this->register_module("self_attn", self_attn);
         this->register_module("linear1", linear1);
@@ -78,6 +78,9 @@ public:
         this->register_module("norm2", norm2);
         this->register_module("dropout1", dropout1);
         this->register_module("dropout2", dropout2);
+        // Sequence-first inputs keep the batch on axis 1 (what data-parallel replicas split).
+        for (Dropout<T, D>* d : {&dropout, &dropout1, &dropout2})
+            d->set_sample_axis(options.batch_first ? 0 : 1);
     }
 
     // src [L, N, E]; src_mask [L, L] additive; src_key_padding_mask [N, L], true = padding.

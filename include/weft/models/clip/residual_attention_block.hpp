@@ -62,7 +62,7 @@ public:
           ln_1(width),
           mlp(width, 4 * width, gen),
           ln_2(width),
-          drop_path_(options.drop_path_rate, options.drop_path_axis, gen) {
+          drop_path_(options.drop_path_rate, options.drop_path_axis, gen, /*batch_axis=*/0) {  // x is [N, L, D]
         this->register_module("attn", attn);
         this->register_module("ln_1", ln_1);
         this->register_module("mlp", mlp);
