@@ -3,8 +3,12 @@
 # Finds NVIDIA's NCCL library.
 #
 # Hints (searched in this order): NCCL_ROOT (CMake or environment variable),
-# /usr/local/cuda, the CUDA toolkit found by find_package(CUDAToolkit), then
-# the usual system paths.
+# /usr/local/cuda, the CUDA toolkit found by find_package(CUDAToolkit), the
+# usual system paths, and last the NCCL that pip installs with PyTorch (the
+# nvidia-nccl-cu* wheel: <site-packages>/nvidia/nccl/{include,lib}, found by
+# asking python3; NCCL_NO_PYTHON=ON skips that). The library is looked for
+# next to the header first, so the two come from the same NCCL; the wheel
+# ships only libnccl.so.2 (no libnccl.so), which is accepted too.
 #
 # Defines:
 #   NCCL_FOUND, NCCL_INCLUDE_DIRS, NCCL_LIBRARIES, NCCL_VERSION
@@ -33,9 +37,28 @@ find_path(NCCL_INCLUDE_DIR
   NAMES nccl.h
   HINTS ${_nccl_hints}
   PATH_SUFFIXES include)
+if(NOT NCCL_INCLUDE_DIR AND NOT NCCL_NO_PYTHON)
+  # PyTorch's pip wheels bring their own NCCL; a GPU machine without a system NCCL often has it.
+  find_program(_nccl_python NAMES python3 python NO_CACHE)
+  if(_nccl_python)
+    execute_process(
+      COMMAND "${_nccl_python}" -c "import nvidia.nccl as m; print(list(m.__path__)[0])"
+      OUTPUT_VARIABLE _nccl_py_root OUTPUT_STRIP_TRAILING_WHITESPACE
+      ERROR_QUIET RESULT_VARIABLE _nccl_py_rc TIMEOUT 30)
+    if(_nccl_py_rc EQUAL 0 AND IS_DIRECTORY "${_nccl_py_root}")
+      list(APPEND _nccl_hints "${_nccl_py_root}")
+      find_path(NCCL_INCLUDE_DIR NAMES nccl.h HINTS "${_nccl_py_root}" PATH_SUFFIXES include NO_DEFAULT_PATH)
+    endif()
+  endif()
+endif()
+set(_nccl_lib_hints ${_nccl_hints})
+if(NCCL_INCLUDE_DIR)
+  get_filename_component(_nccl_inc_root "${NCCL_INCLUDE_DIR}" DIRECTORY)
+  list(PREPEND _nccl_lib_hints "${_nccl_inc_root}")
+endif()
 find_library(NCCL_LIBRARY
-  NAMES nccl
-  HINTS ${_nccl_hints}
+  NAMES nccl libnccl.so.2 NAMES_PER_DIR
+  HINTS ${_nccl_lib_hints}
   PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu targets/x86_64-linux/lib)
 
 if(NCCL_INCLUDE_DIR AND EXISTS "${NCCL_INCLUDE_DIR}/nccl.h")
@@ -67,3 +90,4 @@ endif()
 
 mark_as_advanced(NCCL_INCLUDE_DIR NCCL_LIBRARY)
 unset(_nccl_hints)
+unset(_nccl_lib_hints)

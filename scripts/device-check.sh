@@ -6,7 +6,9 @@
 # Expects nvcc (PATH or /usr/local/cuda/bin), CMake, Ninja and python3, and the dependency folder
 # .deps/ made by scripts/fetch-device-deps.sh (Catch2, Eigen, xtensor, Google Benchmark, ...; when it
 # is absent, the system's packages are used). Steps, each under a time limit taken from one budget:
-#   1. configure build/device (Release, WEFT_CUDA=ON, sm_90, benchmarks on, examples off)
+#   1. configure build/device (Release, WEFT_CUDA=ON, sm_90, benchmarks on, examples off; WEFT_NCCL=ON
+#      when an NCCL is found: /usr/local/cuda, NCCL_ROOT, or the nvidia-nccl wheel PyTorch installs;
+#      otherwise without NCCL, which the log and the summary say)
 #   2. build only test_cuda and weft-bench-cuda, on all cores
 #   3. run test_cuda (every CUDA kernel against the CPU executor)
 #   4. run weft-bench-cuda with JSON output
@@ -89,6 +91,7 @@ EOF
     printf '  %-10s %s\n' "$step" "${status[$step]}"
     [[ ${status[$step]} == PASS ]] || overall=FAIL
   done
+  echo "  nccl       ${nccl_note:-not checked}"
   echo "  overall    $overall  ($((SECONDS - start)) s)"
   echo "==========================================================="
   if [[ -n ${OUT:-} ]]; then
@@ -122,13 +125,32 @@ else
   log "no .deps/usr (scripts/fetch-device-deps.sh): using the system's packages"
 fi
 
+# NCCL is optional here: the NCCL communicator's tests are compiled in only when one is found.
+nccl_args=(-DWEFT_NCCL=OFF)
+nccl_note="not found (no nccl.h under \$NCCL_ROOT, /usr/local/cuda, or python3's nvidia.nccl): built without NCCL"
+nccl_root="${NCCL_ROOT:-}"
+if [[ -z $nccl_root && -f /usr/local/cuda/include/nccl.h ]]; then
+  nccl_root=/usr/local/cuda
+fi
+if [[ -z $nccl_root ]]; then
+  nccl_root="$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null || true)"
+fi
+nccl_lib="$(ls "$nccl_root"/lib/libnccl.so* "$nccl_root"/lib64/libnccl.so* 2>/dev/null | head -n 1 || true)"
+if [[ -n $nccl_root && -f $nccl_root/include/nccl.h && -n $nccl_lib ]]; then
+  nccl_args=(-DWEFT_NCCL=ON "-DNCCL_ROOT=$nccl_root")
+  nccl_note="ON, from $nccl_root"
+  lib_path="$(dirname "$nccl_lib")${lib_path:+:$lib_path}"
+fi
+log "NCCL: $nccl_note"
+echo "NCCL: $nccl_note" >>"$logs/machine.log"
+
 # ---- 1. configure ------------------------------------------------------------------------------
 log "configuring $build"
 status[configure]=FAIL
 if limited "$(allowance 90 330)" cmake -S "$root" -B "$build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_CUDA_COMPILER="$nvcc" -DWEFT_BUILD_BENCH=ON -DWEFT_BUILD_TESTS=ON \
-    -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_NATIVE=ON "${deps_args[@]}" >"$logs/configure.log" 2>&1; then
+    -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_NATIVE=ON "${deps_args[@]}" "${nccl_args[@]}" >"$logs/configure.log" 2>&1; then
   status[configure]=PASS
 else
   tail -n 30 "$logs/configure.log"
