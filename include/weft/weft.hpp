@@ -9,6 +9,7 @@
 #include "expr.hpp"
 #include "autograd.hpp"
 #include "data.hpp"
+#include "dist.hpp"
 #include "io.hpp"
 #include "loss.hpp"
 #include "metrics.hpp"

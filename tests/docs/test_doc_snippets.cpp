@@ -119,6 +119,39 @@ TEST_CASE("docs: eigen interop", "[docs]") {
 
 // ---- the docs show exactly this code ----------------------------------------------------------
 
+TEST_CASE("docs: data-parallel training", "[docs]") {
+    // [snippet:data-parallel]
+    dist::LocalCommunicator comm;  // under mpirun: dist::MpiCommunicator comm; nothing else changes
+    const auto rank = std::uint64_t(comm.rank()), world = std::uint64_t(comm.size());
+
+    manual_seed(0);  // every rank builds the same model (DataParallel also broadcasts rank 0's)
+    nn::Sequential<float, 2> model;
+    model.emplace_back<nn::Linear<float>>(8, 16);
+    model.emplace_back<nn::GELU<float>>();
+    model.emplace_back<nn::Dropout<float>>(0.1);
+    model.emplace_back<nn::Linear<float>>(16, 4);
+    dist::synchronize_batch_norm(model, comm);  // SyncBN for every BatchNorm2d (none in this model)
+    dist::DataParallel<float> dp(comm, model);  // gradient buckets, filled during backward
+    optim::AdamW<float> opt(model.named_parameters(), {.lr = 1e-3});
+
+    Generator data(7);
+    const index_t b = 8;  // samples per rank: the global batch is b * world
+    for (int step = 0; step < 3; ++step) {
+        const auto x = Tensor<float, 2>::randn({b, 8}, data);  // this rank's slice of the batch
+        opt.zero_grad();
+        {
+            ReplicaScope slice(default_generator(), rank, world);  // the global batch's dropout masks
+            const auto y = model(x);                                // [b, 4]
+            mean(y * y).backward();  // buckets all-reduce as their gradients complete
+        }
+        dp.synchronize();  // every gradient is now the mean over the ranks
+        opt.step();        // identical on every rank
+    }
+    // [/snippet]
+    CHECK(dp.bucket_count() == 1);
+    CHECK(model.parameters()[0].grad_flat().defined());
+}
+
 namespace {
 
 std::string read_file(const std::filesystem::path& p) {
