@@ -3,6 +3,7 @@
 // world size, bucketed gradient all-reduce overlapped with backward, synchronized batch norm.
 #pragma once
 
+#include "dist/all_gather.hpp"
 #include "dist/communicator.hpp"
 #include "dist/data_parallel.hpp"
 #include "dist/launch_env.hpp"
