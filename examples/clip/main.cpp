@@ -4,6 +4,7 @@
 //   clip encode-text  --model ViT-B-16.pt [--json] < texts.txt # one embedding per line
 //   clip encode-image --model ViT-B-16.pt [--json] a.jpg b.png # one embedding per image
 //   clip zeroshot --model ViT-B-16.pt --image dog.jpg [--json] < labels.txt
+//   clip make-synthetic-pairs --out data/pairs [--train 6000] [--heldout 600] [--size 32] [--seed 0]
 //
 // --model takes any of OpenAI's .pt files (TorchScript or torch.save, fp16 or fp32) or a
 // safetensors file with the same names. Texts come one per line on stdin (a trailing '\r' is
@@ -21,6 +22,8 @@
 #include <weft/models/clip/preprocess.hpp>
 #include <weft/models/clip/tokenizer.hpp>
 #include <weft/ops/softmax.hpp>
+
+#include "../clip_pretrain/synthetic_pairs.hpp"
 
 namespace {
 
@@ -121,11 +124,30 @@ int main(int argc, char** argv) {
     zeroshot->add_option("--image", image, "the image to classify")->required()->check(CLI::ExistingFile);
     zeroshot->add_flag("--truncate", c.truncate, "cut texts longer than the context (else an error)");
 
+    std::string pairs_out;
+    clip_pretrain::SyntheticPairsOptions pairs_opt;
+    auto* make_pairs = app.add_subcommand(
+        "make-synthetic-pairs", "write a synthetic image-caption set (coloured shapes) for CLIP pre-training");
+    make_pairs->add_option("--out", pairs_out, "output folder (must not exist or be empty)")->required();
+    make_pairs->add_option("--train", pairs_opt.train, "training images")->capture_default_str();
+    make_pairs->add_option("--heldout", pairs_opt.heldout, "images of held-out colour-shape pairs")->capture_default_str();
+    make_pairs->add_option("--size", pairs_opt.size, "image side in pixels")->capture_default_str();
+    make_pairs->add_option("--seed", pairs_opt.seed, "random seed")->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
 
     try {
         NoGrad no_grad;
-        if (*tokenize) {
+        if (*make_pairs) {
+            const auto s = clip_pretrain::make_synthetic_pairs(pairs_out, pairs_opt);
+            std::printf("wrote %lld training and %lld held-out %dx%d images to %s\n", static_cast<long long>(s.train),
+                        static_cast<long long>(s.heldout), s.size, s.size, s.root.string().c_str());
+            std::printf("  train.tsv: image<TAB>caption; classes.txt: %zu classes; heldout/: %zu classes never trained on:",
+                        s.classes.size(), s.heldout_classes.size());
+            for (std::size_t i = 0; i < s.heldout_classes.size(); ++i)
+                std::printf("%s %s", i ? "," : "", s.heldout_classes[i].c_str());
+            std::printf("\n");
+        } else if (*tokenize) {
             const clip::Tokenizer tok(c.vocab);
             for (const auto& line : read_lines(std::cin)) {
                 std::printf("%d", clip::Tokenizer::kStartToken);
