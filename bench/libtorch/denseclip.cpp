@@ -23,7 +23,8 @@
 //
 // Random weights with libtorch's default initialisation (the CLIP-style tensors drawn as CLIP
 // does, scaled randn); training mode, so dropout and batch statistics are on, as in weft's
-// model. libtorch runs with one intra-op thread per core, as in bench/libtorch/clip.cpp.
+// model. The CLIP blocks and the ViT are clip_modules.hpp's. libtorch runs with one intra-op
+// thread per core, as in bench/libtorch/clip.cpp.
 #include <benchmark/benchmark.h>
 
 #include <ATen/Parallel.h>
@@ -51,6 +52,8 @@
 #include <thread>
 #include <vector>
 
+#include "clip_modules.hpp"
+
 namespace weft_bench {
 
 namespace {
@@ -65,65 +68,22 @@ torch::Tensor bilinear_to(const torch::Tensor& x, int64_t h, int64_t w) {
     return resize(x, h, w, F::InterpolateFuncOptions().mode(torch::kBilinear).align_corners(false));
 }
 
-// CLIP's ResidualAttentionBlock, sequence-first [L, N, D], with an optional additive mask.
-struct Block : torch::nn::Module {
-    torch::nn::MultiheadAttention attn{nullptr};
-    torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
-    torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
-
-    Block(int64_t d, int64_t heads) {
-        attn = register_module("attn", torch::nn::MultiheadAttention(d, heads));
-        ln_1 = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-        c_fc = register_module("c_fc", torch::nn::Linear(d, 4 * d));
-        c_proj = register_module("c_proj", torch::nn::Linear(4 * d, d));
-        ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-    }
-
-    torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask = {}) {  // [L, N, D]
-        const torch::Tensor h = ln_1(x);
-        x = x + std::get<0>(attn->forward(h, h, h, /*key_padding_mask=*/{}, /*need_weights=*/false, mask));
-        torch::Tensor m = c_fc(ln_2(x));  // [L, N, 4D]
-        m = m * torch::sigmoid(1.702 * m);  // QuickGELU
-        return x + c_proj(m);
-    }
-};
-
-std::vector<std::shared_ptr<Block>> make_blocks(torch::nn::Module& owner, int64_t d, int64_t heads, int64_t n) {
-    std::vector<std::shared_ptr<Block>> blocks;
-    for (int64_t i = 0; i < n; ++i)
-        blocks.push_back(owner.register_module("resblocks_" + std::to_string(i), std::make_shared<Block>(d, heads)));
-    return blocks;
-}
+using torch_clip::Transformer;
 
 struct Backbone {
     std::vector<torch::Tensor> features;  // strides 4, 8, 16, 32
     torch::Tensor global, local;          // [B, C], [B, C, h, w]
 };
 
-// DenseCLIP's CLIPVisionTransformer with the adapters fpn1..fpn4.
-struct DenseViT : torch::nn::Module {
-    int64_t width, patch;
-    torch::nn::Conv2d conv1{nullptr};
-    torch::Tensor class_embedding, positional_embedding, proj;
-    torch::nn::LayerNorm ln_pre{nullptr}, ln_post{nullptr};
-    std::vector<std::shared_ptr<Block>> blocks;
+// DenseCLIP's CLIPVisionTransformer with the adapters fpn1..fpn4: CLIP's VisionTransformer
+// (clip_modules.hpp) with a dense forward.
+struct DenseViT : torch_clip::VisionTransformer {
+    int64_t patch;
     torch::nn::Sequential fpn1{nullptr}, fpn2{nullptr}, fpn4{nullptr};
     torch::nn::GroupNorm fpn3{nullptr};
 
     DenseViT(int64_t resolution, int64_t patch_, int64_t width_, int64_t layers, int64_t heads, int64_t output_dim)
-        : width(width_), patch(patch_) {
-        const double scale = 1.0 / std::sqrt(double(width));
-        const int64_t grid = resolution / patch;
-        conv1 = register_module(
-            "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, width, patch).stride(patch).bias(false)));
-        class_embedding = register_parameter("class_embedding", torch::randn({width}) * scale);
-        positional_embedding =
-            register_parameter("positional_embedding", torch::randn({grid * grid + 1, width}) * scale);
-        ln_pre = register_module("ln_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
-        blocks = make_blocks(*this, width, heads, layers);
-        ln_post = register_module("ln_post", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
-        proj = register_parameter("proj", torch::randn({width, output_dim}) * scale);
-
+        : VisionTransformer(resolution, patch_, width_, layers, heads, output_dim), patch(patch_) {
         auto gn = [&] { return torch::nn::GroupNorm(torch::nn::GroupNormOptions(1, width)); };
         auto up = [&] {
             return torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(width, width, 2).stride(2));
@@ -148,7 +108,7 @@ struct DenseViT : torch::nn::Module {
             return t.narrow(0, 1, h * w).permute({1, 2, 0}).reshape({B, t.size(2), h, w});
         };
         std::vector<torch::Tensor> taps;
-        for (auto& block : blocks) {  // out_indices [0, 1, 2, 3]: every block
+        for (auto& block : transformer->blocks) {  // out_indices [0, 1, 2, 3]: every block
             x = block->forward(x);
             taps.push_back(to_map(x));
         }
@@ -163,18 +123,18 @@ struct DenseViT : torch::nn::Module {
 struct TextContextEncoder : torch::nn::Module {
     torch::nn::Embedding token_embedding{nullptr};
     torch::Tensor positional_embedding, text_projection, mask;
-    std::vector<std::shared_ptr<Block>> blocks;
+    std::shared_ptr<Transformer> transformer;
     torch::nn::LayerNorm ln_final{nullptr};
 
     TextContextEncoder(int64_t context_length, int64_t vocab, int64_t width, int64_t heads, int64_t layers,
                        int64_t embed_dim) {
         token_embedding = register_module("token_embedding", torch::nn::Embedding(vocab, width));
         positional_embedding = register_parameter("positional_embedding", torch::randn({context_length, width}) * 0.01);
-        blocks = make_blocks(*this, width, heads, layers);
+        transformer = register_module("transformer", std::make_shared<Transformer>(width, layers, heads));
         ln_final = register_module("ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
         text_projection =
             register_parameter("text_projection", torch::randn({width, embed_dim}) / std::sqrt(double(width)));
-        mask = torch::full({context_length, context_length}, -std::numeric_limits<float>::infinity()).triu(1);
+        mask = torch_clip::causal_mask(context_length);
     }
 
     // text [K, N1] ids, contexts [1, N2, W] -> [1, K, embed_dim]
@@ -187,7 +147,7 @@ struct TextContextEncoder : torch::nn::Module {
         const int64_t L = x.size(1);
         x = (x + positional_embedding.narrow(0, 0, L)).permute({1, 0, 2});  // [L, K, W]
         const torch::Tensor m = mask.narrow(0, 0, L).narrow(1, 0, L);
-        for (auto& block : blocks) x = block->forward(x, m);
+        x = transformer->forward(x, m);
         x = ln_final(x.permute({1, 0, 2}));                                 // [K, L, W]
         const torch::Tensor eot = text.argmax(-1) + N2;                     // [K]
         x = x.reshape({K * L, W}).index_select(0, torch::arange(K) * L + eot);  // [K, W]
