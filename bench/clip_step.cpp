@@ -9,7 +9,7 @@
 // joint space, logit_scale ln(1/0.07). One step is the body of examples/clip_pretrain/pretrain.hpp's
 // loop on one process: set the cosine schedule's lr of both groups, zero the gradients,
 // encode_image, encode_text, loss::clip_contrastive (the mean of the image->text and
-// text->image cross-entropies over exp(logit_scale)·cos), backward, AdamW (lr 1e-3, betas 0.9,
+// text->image cross-entropies over exp(logit_scale)·cos), backward, AdamW (lr 2e-3, betas 0.9,
 // 0.98, eps 1e-6, weight decay 0.1 for the group clip_pretrain::decays() picks: matrices other
 // than bn/ln/bias/logit_scale; 0 for the rest), then the logit-scale clamp to [0, ln 100].
 // float32, random weights (each side its own; see docs/performance.md for the check that the two

@@ -44,8 +44,8 @@ namespace F = torch::nn::functional;
 using std::int64_t;
 
 // clip_pretrain::PretrainOptions' defaults (examples/clip_pretrain/pretrain_options.hpp).
-constexpr double kLr = 1e-3, kMinLr = 0, kWeightDecay = 0.1, kBeta1 = 0.9, kBeta2 = 0.98, kEps = 1e-6;
-constexpr int64_t kIters = 2000, kWarmup = 100, kBatch = 128;
+constexpr double kLr = 2e-3, kMinLr = 0, kWeightDecay = 0.1, kBeta1 = 0.9, kBeta2 = 0.98, kEps = 1e-6;
+constexpr int64_t kIters = 1200, kWarmup = 100, kBatch = 128;
 
 // clip_pretrain::decays: OpenCLIP's rule, weight decay for matrices only.
 bool decays(const std::string& name, int64_t rank) {

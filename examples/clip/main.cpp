@@ -5,6 +5,8 @@
 //   clip encode-image --model ViT-B-16.pt [--json] a.jpg b.png # one embedding per image
 //   clip zeroshot --model ViT-B-16.pt --image dog.jpg [--json] < labels.txt
 //   clip make-synthetic-pairs --out data/pairs [--train 6000] [--heldout 600] [--size 32] [--seed 0]
+//   clip train --data data/pairs/train.tsv --heldout data/pairs/heldout
+//              --classes data/pairs/classes.txt --work-dir work/clip   # contrastive training; mpirun works
 //
 // --model takes any of OpenAI's .pt files (TorchScript or torch.save, fp16 or fp32) or a
 // safetensors file with the same names. Texts come one per line on stdin (a trailing '\r' is
@@ -24,6 +26,7 @@
 #include <weft/ops/softmax.hpp>
 
 #include "../clip_pretrain/synthetic_pairs.hpp"
+#include "train_command.hpp"
 
 namespace {
 
@@ -134,9 +137,15 @@ int main(int argc, char** argv) {
     make_pairs->add_option("--size", pairs_opt.size, "image side in pixels")->capture_default_str();
     make_pairs->add_option("--seed", pairs_opt.seed, "random seed")->capture_default_str();
 
+    auto* train = clip_cli::add_train_command(app, c.vocab);
+
     CLI11_PARSE(app, argc, argv);
 
     try {
+        if (*train) {  // the one subcommand that records gradients
+            clip_cli::run_train_command();
+            return 0;
+        }
         NoGrad no_grad;
         if (*make_pairs) {
             const auto s = clip_pretrain::make_synthetic_pairs(pairs_out, pairs_opt);
