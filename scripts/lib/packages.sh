@@ -53,6 +53,7 @@ weft_configure() {
   cmake -S "$WEFT_ROOT" -B "$build_dir" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release \
     -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON -DWEFT_BUILD_BENCH=ON -DWEFT_MPI=ON \
+    -DWEFT_BENCH_LIBTORCH="${WEFT_BENCH_LIBTORCH:-ON}" \
     "$@"
 }
 
