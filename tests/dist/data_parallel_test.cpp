@@ -9,16 +9,11 @@
 #include <weft/nn/sequential.hpp>
 #include <weft/nn/activation.hpp>
 
-using namespace weft;
+#include "support/tensor_values.hpp"
 
-namespace {
-double max_abs_diff(const Tensor<double, 1>& a, const Tensor<double, 1>& b) {
-    REQUIRE(a.numel() == b.numel());
-    double m = 0;
-    for (index_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(a(i) - b(i)));
-    return m;
-}
-}  // namespace
+using namespace weft;
+using test::max_abs_diff;
+
 
 TEST_CASE("on_grad_ready fires once per backward, after the leaf's last contribution", "[dist][autograd]") {
     auto w = Tensor<double, 1>::from_vector({1.0, 2.0}, {2}).requires_grad_(true);

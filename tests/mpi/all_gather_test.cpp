@@ -15,7 +15,10 @@
 
 #include "world.hpp"
 
+#include "support/tensor_values.hpp"
+
 using namespace weft;
+using test::max_abs_diff;
 
 namespace {
 
@@ -34,13 +37,6 @@ struct TwoTower : nn::Module<double> {
         register_parameter("logit_scale", logit_scale);
     }
 };
-
-double max_abs_diff(const Tensor<double, 1>& a, const Tensor<double, 1>& b) {
-    REQUIRE(a.numel() == b.numel());
-    double m = 0;
-    for (index_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(a(i) - b(i)));
-    return m;
-}
 
 // Returns whether the clamp changed logit_scale.
 bool sgd_step(TwoTower& net, double lr) {

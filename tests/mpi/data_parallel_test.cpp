@@ -16,7 +16,10 @@
 
 #include "world.hpp"
 
+#include "support/tensor_values.hpp"
+
 using namespace weft;
+using test::max_abs_diff;
 
 namespace {
 
@@ -47,13 +50,6 @@ struct Net : nn::Module<double> {
         return cross_entropy(conv2(h), labels, ce);                          // [B, 5, H, W] -> []
     }
 };
-
-double max_abs_diff(const Tensor<double, 1>& a, const Tensor<double, 1>& b) {
-    REQUIRE(a.numel() == b.numel());
-    double m = 0;
-    for (index_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(a(i) - b(i)));
-    return m;
-}
 
 void sgd_step(Net& net, double lr) {
     for (auto& p : net.parameters()) {

@@ -22,6 +22,8 @@
 #include <weft/ops/batch_norm.hpp>
 #include <weft/ops/join.hpp>
 
+#include "support/fixture.hpp"
+
 using namespace weft;
 
 namespace {
@@ -90,31 +92,12 @@ inline void check_calls_alike(const ThreadReplicas& reps, std::size_t expected_c
     }
 }
 
-// |actual - expected| <= tol * (1 + |expected|) everywhere; names the worst element.
+// |actual - expected| <= tol * (1 + |expected|) everywhere (support/fixture.hpp's check with
+// atol = rtol = tol); names the worst element.
 template <class T, int R, class U>
 void check_close(const Tensor<T, R>& actual, const Tensor<U, R>& expected, double tol, const std::string& what) {
-    INFO(what);
     REQUIRE(actual.defined());
-    REQUIRE(actual.shape() == expected.shape());
-    const auto a = actual.detach().contiguous();
-    const auto e = expected.detach().contiguous();
-    index_t bad = 0, worst_at = -1;
-    double worst = 0;
-    for (index_t i = 0; i < a.numel(); ++i) {
-        const double x = double(a.data()[i]), y = double(e.data()[i]);
-        const double excess = std::abs(x - y) - tol * (1 + std::abs(y));
-        if (!(excess <= 0) && (worst_at < 0 || excess > worst)) {
-            worst = excess;
-            worst_at = i;
-        }
-        bad += !(excess <= 0);
-    }
-    std::ostringstream msg;
-    if (bad > 0)
-        msg << bad << " of " << a.numel() << " elements differ; worst at flat index " << worst_at << ": "
-            << double(a.data()[worst_at]) << " vs " << double(e.data()[worst_at]);
-    INFO(msg.str());
-    CHECK(bad == 0);
+    test::check_close(actual, expected, tol, tol, what);
 }
 
 // Where each replica's rows start in the batch of all replicas.

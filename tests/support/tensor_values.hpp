@@ -2,6 +2,8 @@
 // and building predictable inputs.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 #include <weft/core/tensor.hpp>
 
@@ -28,6 +30,16 @@ Tensor<T, R> iota(const Shape<R>& shape) {
     std::vector<T> v(std::size_t(shape.numel()));
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = T(i);
     return Tensor<T, R>::from_vector(v, shape);
+}
+
+// The largest |a_i - b_i| of two tensors with the same number of elements.
+template <class T, int R>
+double max_abs_diff(const Tensor<T, R>& a, const Tensor<T, R>& b) {
+    const auto x = logical_values(a), y = logical_values(b);
+    WEFT_CHECK(x.size() == y.size(), "max_abs_diff: ", a.shape(), " and ", b.shape(), " differ in size");
+    double m = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(double(x[i]) - double(y[i])));
+    return m;
 }
 
 }  // namespace weft::test
