@@ -16,7 +16,8 @@
 // (255) pixels. libtorch's side (bench/libtorch/denseclip.cpp) writes the same architecture with
 // torch::nn modules and torch::optim::AdamW. Each side builds its model and batch once per
 // repetition and takes one untimed warm-up step; the loop times the iteration alone. Results
-// and the profile: "DenseCLIP tiny training step" in docs/performance.md.
+// and the profile: "DenseCLIP tiny training step" in docs/performance.md. peak_rss_mb is the
+// process's peak resident memory during the case (bench/peak_memory.hpp).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -25,6 +26,7 @@
 #include "../examples/denseclip/config.hpp"
 #include "../examples/denseclip/model.hpp"
 #include "../examples/denseclip/step.hpp"
+#include "peak_memory.hpp"
 
 #if defined(WEFT_BENCH_LIBTORCH)
 namespace weft_bench {
@@ -50,6 +52,8 @@ weft::Tensor<std::int64_t, 2> class_tokens(index_t K) {
 }
 
 void weft_denseclip_tiny_step(benchmark::State& state) {
+    weft::empty_host_cache();  // earlier cases' cached blocks are not this case's memory
+    const weft_bench::PeakRss peak;  // the case's own peak: model, optimizer state, activations
     const auto cfg = denseclip::read_config(WEFT_SOURCE_DIR "/examples/denseclip/configs/tiny.json");
     const index_t B = cfg.train.batch_size, S = 128;
     denseclip::DenseClip<float> model(cfg, class_tokens(cfg.num_classes()));
@@ -80,6 +84,7 @@ void weft_denseclip_tiny_step(benchmark::State& state) {
     state.counters["threads"] = double(weft::num_threads());
     state.counters["loss"] = loss;
     state.counters["params"] = params;
+    if (const auto mb = peak.mib()) state.counters["peak_rss_mb"] = *mb;
 }
 
 const bool registered = [] {

@@ -52,6 +52,7 @@
 #include <thread>
 #include <vector>
 
+#include "../peak_memory.hpp"
 #include "clip_modules.hpp"
 
 namespace weft_bench {
@@ -349,6 +350,7 @@ Group group_of(const std::string& name) {
 
 void libtorch_denseclip_tiny_step(benchmark::State& state) {
     at::set_num_threads(int(std::thread::hardware_concurrency()));
+    const PeakRss peak;  // the case's own peak: model, optimizer state, activations
     const int64_t B = 4, S = 128, K = DenseClip::K;
     const double lr = 1e-3, wd = 1e-4, min_lr = 1e-6;
     const int64_t warmup = 50, iters = 600;
@@ -400,6 +402,7 @@ void libtorch_denseclip_tiny_step(benchmark::State& state) {
     state.counters["threads"] = at::get_num_threads();
     state.counters["loss"] = loss;
     state.counters["params"] = params;
+    if (const auto mb = peak.mib()) state.counters["peak_rss_mb"] = *mb;
 }
 
 }  // namespace weft_bench
