@@ -5,14 +5,21 @@
 //   // data/pairs/train/00000.png ...            32 x 32 RGB PNGs
 //   // data/pairs/train.tsv                      "train/00000.png<TAB>a red circle on a blue background"
 //   // data/pairs/heldout/green_star/00000.png   images of the held-out combinations only
-//   // data/pairs/classes.txt                    all 48 "colour shape" texts (zero-shot candidates)
+//   // data/pairs/classes.txt                    the 48 "colour shape" classes (zero-shot candidates)
 //   // data/pairs/heldout_classes.txt            the 8 held-out ones
 //
-// The point of the set is compositional generalisation: 8 colours x 6 shapes make 48 classes,
-// and 8 (colour, shape) pairs never appear in training (one per colour, every shape at least
-// once), while each colour and each shape appears in training with other partners. A CLIP that
-// learnt "red" and "star" separately names a red star it never saw; one that memorised the 40
-// training pairs does not. Zero-shot accuracy on heldout/ against all 48 candidates measures it.
+// The point of the set is compositional generalisation: 8 colours x 6 class shapes make 48
+// classes, and 8 (colour, shape) pairs never appear in training (one per colour, every class
+// shape at least once), while each colour and each shape appears in training with other
+// partners. A CLIP that learnt "red" and "square" separately names a red square it never saw;
+// one that memorised the training pairs does not. Zero-shot accuracy on heldout/ against all 48
+// candidates measures it.
+//
+// Training also draws 12 more shapes (pentagon, heart, chevron, ...) in every colour; they are
+// not classes. What they buy: each colour is seen on 17 shapes instead of 5, and a colour word
+// then binds to a shape the model never saw in that colour. With the 6 class shapes alone the
+// tiny CLIP named about half of the held-out images; more training-only shapes helped more than
+// more training-only colours (docs/clip-pretraining.md has the runs).
 //
 // Scenes: the shape's circumscribed circle spans 45-85% of the image side, at a random position
 // that keeps it inside and a random rotation (not for circles and rings, where it shows
@@ -26,8 +33,9 @@
 //
 // Deterministic: image i of a split depends only on (seed, split, i) through SampleRandom, so
 // the same options give byte-identical files on any number of threads. Training images cycle
-// through the 40 training pairs (image i has pair i mod 40, in classes.txt order), so any 40
-// consecutive images hold each once; held-out image i has held-out class i mod 8.
+// through the 136 training pairs (image i has pair i mod 136, colour-major, shapes in
+// synthetic_shape_names() order), so any 136 consecutive images hold each once; held-out image i
+// has held-out class i mod 8.
 #pragma once
 
 #include <array>
@@ -62,9 +70,10 @@ struct SyntheticPairsSummary {
     std::filesystem::path root;
     index_t train = 0, heldout = 0;
     int size = 0;
-    std::vector<std::string> classes;          // every "colour shape" text, classes.txt's order
-    std::vector<std::string> heldout_classes;  // those absent from training, in the same order
-    std::vector<std::string> train_classes;    // the others
+    std::vector<std::string> classes;          // every class text, classes.txt's order
+    std::vector<std::string> heldout_classes;  // the classes absent from training, in the same order
+    std::vector<std::string> train_pairs;      // "colour shape" of each training pair (the other
+                                               // classes and the training-only shapes), in image order
 };
 
 struct SyntheticColour {
@@ -85,14 +94,21 @@ inline const std::array<SyntheticColour, 8>& synthetic_colours() {
     return colours;
 }
 
-enum class SyntheticShape { circle, square, triangle, star, cross, ring };
+// The first 6 are the class shapes; the others are drawn in training only.
+enum class SyntheticShape {
+    circle, square, triangle, star, cross, ring,
+    pentagon, hexagon, oval, semicircle, crescent, arrow, diamond, heart, rectangle, trapezoid, hourglass, chevron
+};
 
-inline const std::array<const char*, 6>& synthetic_shape_names() {
-    static const std::array<const char*, 6> names{"circle", "square", "triangle", "star", "cross", "ring"};
+inline const std::array<const char*, 18>& synthetic_shape_names() {
+    static const std::array<const char*, 18> names{
+        "circle",     "square",   "triangle", "star",    "cross", "ring",      "pentagon",  "hexagon",   "oval",
+        "semicircle", "crescent", "arrow",    "diamond", "heart", "rectangle", "trapezoid", "hourglass", "chevron"};
     return names;
 }
 
-inline constexpr int synthetic_colour_count = 8, synthetic_shape_count = 6;
+// Every shape drawn, and how many of them (the first) make the classes with the colours.
+inline constexpr int synthetic_colour_count = 8, synthetic_shape_count = 18, synthetic_class_shape_count = 6;
 
 // The held-out shape of each colour (indices into synthetic_shape_names()), fixed so that every
 // run and every seed tests the same combinations: red square, green star, blue circle, yellow
@@ -100,7 +116,7 @@ inline constexpr int synthetic_colour_count = 8, synthetic_shape_count = 6;
 inline constexpr std::array<int, synthetic_colour_count> synthetic_heldout_shape{1, 3, 0, 4, 2, 5, 3, 2};
 
 inline bool synthetic_is_heldout(int colour, int shape) {
-    return synthetic_heldout_shape[std::size_t(colour)] == shape;
+    return synthetic_heldout_shape[std::size_t(colour)] == shape;  // always a class shape
 }
 
 // "red circle": the class text of (colour, shape).
@@ -109,7 +125,7 @@ inline std::string synthetic_class_text(int colour, int shape) {
            synthetic_shape_names()[std::size_t(shape)];
 }
 
-// "a" or "an" before a word (only "orange" among the colours needs "an").
+// "a" or "an" before a word ("orange", "oval", "arrow" take "an").
 inline const char* indefinite_article(const std::string& word) {
     return !word.empty() && std::string("aeiou").find(word[0]) != std::string::npos ? "an" : "a";
 }
@@ -154,6 +170,23 @@ inline const std::array<Point, 3>& triangle() {
 
 // A five-pointed star whose inner radius (0.45) is a little fatter than the pentagram's 0.38,
 // so its arms stay several pixels wide at the smallest size.
+template <std::size_t N>
+using Outline = std::array<Point, N>;
+
+// A regular N-gon, a vertex pointing up.
+template <std::size_t N>
+const Outline<N>& regular_polygon() {
+    static const Outline<N> p = [] {
+        Outline<N> q{};
+        for (std::size_t k = 0; k < N; ++k) {
+            const double a = -std::numbers::pi / 2 + double(k) * 2 * std::numbers::pi / double(N);
+            q[k] = {std::cos(a), std::sin(a)};
+        }
+        return q;
+    }();
+    return p;
+}
+
 inline const std::array<Point, 10>& star() {
     static const std::array<Point, 10> s = [] {
         std::array<Point, 10> p{};
@@ -182,6 +215,39 @@ inline bool inside(SyntheticShape shape, double u, double v) {
             // the unit circle.
             const double au = std::abs(u), av = std::abs(v);
             return (au <= 0.3 && av <= 0.95) || (av <= 0.3 && au <= 0.95);
+        }
+        // The training-only shapes, every corner within the unit circle too.
+        case SyntheticShape::pentagon: return inside_polygon(regular_polygon<5>(), u, v);
+        case SyntheticShape::hexagon: return inside_polygon(regular_polygon<6>(), u, v);
+        case SyntheticShape::oval: return u * u + v * v / (0.55 * 0.55) <= 1.0;
+        case SyntheticShape::semicircle: return r2 <= 1.0 && v >= 0.0;
+        case SyntheticShape::crescent: return r2 <= 1.0 && (u - 0.45) * (u - 0.45) + v * v > 0.8 * 0.8;
+        case SyntheticShape::arrow: {
+            static const Outline<7> a{
+                {{-0.9, -0.22}, {0.15, -0.22}, {0.15, -0.6}, {0.95, 0}, {0.15, 0.6}, {0.15, 0.22}, {-0.9, 0.22}}};
+            return inside_polygon(a, u, v);
+        }
+        case SyntheticShape::diamond: {
+            static const Outline<4> a{{{0, -1}, {0.55, 0}, {0, 1}, {-0.55, 0}}};
+            return inside_polygon(a, u, v);
+        }
+        case SyntheticShape::heart: {
+            // The heart curve (x² + y² − 1)³ ≤ x² y³ (y up), scaled by 0.8 and raised a little.
+            const double x = u / 0.8, y = -v / 0.8 + 0.15, q = x * x + y * y - 1;
+            return q * q * q <= x * x * y * y * y;
+        }
+        case SyntheticShape::rectangle: return std::abs(u) <= 0.9 && std::abs(v) <= 0.4;
+        case SyntheticShape::trapezoid: {
+            static const Outline<4> a{{{-0.4, -0.55}, {0.4, -0.55}, {0.9, 0.45}, {-0.9, 0.45}}};
+            return inside_polygon(a, u, v);
+        }
+        case SyntheticShape::hourglass: {  // crossed edges: two triangles meeting at the centre
+            static const Outline<4> a{{{-0.6, -0.8}, {0.6, -0.8}, {-0.6, 0.8}, {0.6, 0.8}}};
+            return inside_polygon(a, u, v);
+        }
+        case SyntheticShape::chevron: {
+            static const Outline<6> a{{{-0.9, -0.5}, {-0.5, -0.8}, {0.1, 0}, {-0.5, 0.8}, {-0.9, 0.5}, {-0.4, 0}}};
+            return inside_polygon(a, u, v);
         }
     }
     return false;
@@ -272,17 +338,18 @@ inline SyntheticScene render_synthetic_scene(int colour, int shape, int size, we
     return s;
 }
 
-// Every class text in classes.txt's order: colour-major ("red circle", "red square", ...).
+// Every class text in classes.txt's order: colour-major ("red circle", "red square", ...), the
+// class shapes only.
 inline std::vector<std::string> synthetic_classes() {
     std::vector<std::string> out;
     for (int c = 0; c < synthetic_colour_count; ++c)
-        for (int s = 0; s < synthetic_shape_count; ++s) out.push_back(synthetic_class_text(c, s));
+        for (int s = 0; s < synthetic_class_shape_count; ++s) out.push_back(synthetic_class_text(c, s));
     return out;
 }
 
 // The scene of image `index` of the training split (heldout == false) or of the held-out split.
 inline SyntheticScene synthetic_pair_scene(std::uint64_t seed, bool heldout, index_t index, int size) {
-    std::vector<std::pair<int, int>> pairs;  // (colour, shape) of the split, classes.txt's order
+    std::vector<std::pair<int, int>> pairs;  // (colour, shape) of the split, colour-major
     for (int c = 0; c < synthetic_colour_count; ++c)
         for (int s = 0; s < synthetic_shape_count; ++s)
             if (synthetic_is_heldout(c, s) == heldout) pairs.emplace_back(c, s);
@@ -316,7 +383,7 @@ inline SyntheticPairsSummary make_synthetic_pairs(const std::filesystem::path& o
     sum.classes = synthetic_classes();
     for (int c = 0; c < synthetic_colour_count; ++c)
         for (int s = 0; s < synthetic_shape_count; ++s)
-            (synthetic_is_heldout(c, s) ? sum.heldout_classes : sum.train_classes).push_back(synthetic_class_text(c, s));
+            (synthetic_is_heldout(c, s) ? sum.heldout_classes : sum.train_pairs).push_back(synthetic_class_text(c, s));
 
     auto make_dir = [&](const fs::path& dir) {
         fs::create_directories(dir, ec);

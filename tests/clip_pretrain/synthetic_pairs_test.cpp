@@ -83,7 +83,10 @@ std::string wording(std::string w) {
         for (auto at = w.find(from); at != std::string::npos; at = w.find(from, at + to.size())) w.replace(at, from.size(), to);
     };
     for (const auto& c : synthetic_colours()) replace_all(c.name, "C");
-    for (const auto* s : synthetic_shape_names()) replace_all(s, "S");
+    // Longest names first: "semicircle" is one shape, not "semi" + "circle".
+    std::vector<std::string> shapes(synthetic_shape_names().begin(), synthetic_shape_names().end());
+    std::sort(shapes.begin(), shapes.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+    for (const auto& s : shapes) replace_all(s, "S");
     replace_all("an C", "a C");
     return w;
 }
@@ -105,58 +108,72 @@ TEST_CASE("synthetic pairs: the classes, the held-out set and its coverage") {
                 ++heldout;
                 heldout_shapes.insert(s);
             }
-        CHECK(per_colour == 1);  // one per colour, so each colour keeps 5 training shapes
+        CHECK(per_colour == 1);  // one per colour, so each colour keeps 17 training shapes
     }
-    CHECK(heldout_shapes.size() == std::size_t(synthetic_shape_count));  // every shape held out once or more
-    CHECK(heldout == 8);                                                  // 1/6 of the 48
+    // Every class shape held out once or more, and never a training-only shape.
+    CHECK(heldout_shapes.size() == std::size_t(synthetic_class_shape_count));
+    CHECK(*heldout_shapes.rbegin() < synthetic_class_shape_count);
+    CHECK(heldout == 8);  // 1/6 of the 48
     CHECK(std::string(indefinite_article("orange")) == "an");
+    CHECK(std::string(indefinite_article("oval")) == "an");
     CHECK(std::string(indefinite_article("red")) == "a");
 }
 
 TEST_CASE("synthetic pairs: layout, counts, held-out combinations absent from training") {
     TempDir tmp("layout");
     const fs::path out = tmp.path / "set";
-    const auto sum = make_synthetic_pairs(out, {.train = 60, .heldout = 20, .size = 32, .seed = 7});
-    CHECK(sum.train == 60);
+    // 136 training images: one cycle through the 8 x 18 - 8 training pairs.
+    const auto sum = make_synthetic_pairs(out, {.train = 136, .heldout = 20, .size = 32, .seed = 7});
+    CHECK(sum.train == 136);
     CHECK(sum.heldout == 20);
     CHECK(sum.classes == synthetic_classes());
     REQUIRE(sum.heldout_classes.size() == 8);
-    CHECK(sum.train_classes.size() == 40);
+    REQUIRE(sum.train_pairs.size() == 136);
+    // Colour-major, the shapes in name order: red's held-out square is skipped.
+    CHECK(sum.train_pairs[0] == "red circle");
+    CHECK(sum.train_pairs[5] == "red pentagon");
 
     CHECK(lines(out / "classes.txt") == sum.classes);
     CHECK(lines(out / "heldout_classes.txt") == sum.heldout_classes);
 
     const auto tsv = lines(out / "train.tsv");
-    REQUIRE(tsv.size() == 60);
+    REQUIRE(tsv.size() == 136);
     CHECK(tsv[0].rfind("train/00000.png\t", 0) == 0);
-    CHECK(tsv[59].rfind("train/00059.png\t", 0) == 0);
+    CHECK(tsv[135].rfind("train/00135.png\t", 0) == 0);
 
     const auto pairs = read_pairs(out / "train.tsv");
-    REQUIRE(pairs.size() == 60);
+    REQUIRE(pairs.size() == 136);
     const std::set<std::string> heldout(sum.heldout_classes.begin(), sum.heldout_classes.end());
-    std::set<std::string> colours_seen, shapes_seen, classes_seen, wordings;
+    const std::set<std::string> classes(sum.classes.begin(), sum.classes.end());
+    std::vector<std::string> every_pair = sum.train_pairs;
+    every_pair.insert(every_pair.end(), sum.heldout_classes.begin(), sum.heldout_classes.end());
+    std::set<std::string> colours_seen, shapes_seen, pairs_seen, classes_seen, wordings;
     for (const auto& p : pairs) {
         const auto img = weft::data::read_image(p.image);
         CHECK(img.shape() == weft::Shape<3>{32, 32, 3});
-        // The caption names exactly one class, never a held-out one.
+        // The caption names exactly one (colour, shape) pair, never a held-out one.
         int named = 0;
-        for (const auto& cls : sum.classes) {
+        for (const auto& pair : every_pair) {
             // "red circle" as whole words ("red circle on blue", "a red circle", ...).
-            const auto at = p.caption.find(cls);
-            if (at == std::string::npos) continue;
-            if (at > 0 && p.caption[at - 1] != ' ') continue;
+            const auto at = p.caption.find(pair);
+            const auto end = at + pair.size();
+            if (at == std::string::npos || (at > 0 && p.caption[at - 1] != ' ') ||
+                (end < p.caption.size() && p.caption[end] != ' '))
+                continue;
             ++named;
-            CHECK(heldout.count(cls) == 0);
-            classes_seen.insert(cls);
-            colours_seen.insert(cls.substr(0, cls.find(' ')));
-            shapes_seen.insert(cls.substr(cls.find(' ') + 1));
+            CHECK(heldout.count(pair) == 0);
+            pairs_seen.insert(pair);
+            if (classes.count(pair)) classes_seen.insert(pair);
+            colours_seen.insert(pair.substr(0, pair.find(' ')));
+            shapes_seen.insert(pair.substr(pair.find(' ') + 1));
         }
         CHECK(named == 1);
         wordings.insert(wording(p.caption));
     }
     CHECK(colours_seen.size() == 8);  // every colour and every shape is trained on
-    CHECK(shapes_seen.size() == 6);
-    CHECK(classes_seen.size() == 40);  // 60 images cycle through the 40 training pairs
+    CHECK(shapes_seen.size() == 18);
+    CHECK(pairs_seen.size() == 136);   // 136 images cycle once through the training pairs
+    CHECK(classes_seen.size() == 40);  // of which 40 are classes
     CHECK(wordings.size() == 5);       // all five caption templates occur
 
     // heldout/: one folder per held-out class, 20 images shared out 3, 3, 3, 3, 2, 2, 2, 2.
