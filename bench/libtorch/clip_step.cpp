@@ -43,7 +43,8 @@ namespace {
 namespace F = torch::nn::functional;
 using std::int64_t;
 
-// clip_pretrain::PretrainOptions' defaults (examples/clip_pretrain/pretrain_options.hpp).
+// The values bench/clip_step.cpp trains with: PretrainOptions' betas, eps and weight decay, and
+// the first recipe's batch, lr and schedule.
 constexpr double kLr = 2e-3, kMinLr = 0, kWeightDecay = 0.1, kBeta1 = 0.9, kBeta2 = 0.98, kEps = 1e-6;
 constexpr int64_t kIters = 1200, kWarmup = 100, kBatch = 128;
 

@@ -4,7 +4,7 @@
 //   clip encode-text  --model ViT-B-16.pt [--json] < texts.txt # one embedding per line
 //   clip encode-image --model ViT-B-16.pt [--json] a.jpg b.png # one embedding per image
 //   clip zeroshot --model ViT-B-16.pt --image dog.jpg [--json] < labels.txt
-//   clip make-synthetic-pairs --out data/pairs [--train 6000] [--heldout 600] [--size 32] [--seed 0]
+//   clip make-synthetic-pairs --out data/pairs [--train 18000] [--heldout 600] [--size 32] [--seed 0]
 //   clip train --data data/pairs/train.tsv --heldout data/pairs/heldout
 //              --classes data/pairs/classes.txt --work-dir work/clip   # contrastive training; mpirun works
 //

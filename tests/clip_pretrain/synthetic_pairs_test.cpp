@@ -108,7 +108,7 @@ TEST_CASE("synthetic pairs: the classes, the held-out set and its coverage") {
                 ++heldout;
                 heldout_shapes.insert(s);
             }
-        CHECK(per_colour == 1);  // one per colour, so each colour keeps 17 training shapes
+        CHECK(per_colour == 1);  // one per colour, so each colour keeps 11 training shapes
     }
     // Every class shape held out once or more, and never a training-only shape.
     CHECK(heldout_shapes.size() == std::size_t(synthetic_class_shape_count));
@@ -122,13 +122,13 @@ TEST_CASE("synthetic pairs: the classes, the held-out set and its coverage") {
 TEST_CASE("synthetic pairs: layout, counts, held-out combinations absent from training") {
     TempDir tmp("layout");
     const fs::path out = tmp.path / "set";
-    // 136 training images: one cycle through the 8 x 18 - 8 training pairs.
-    const auto sum = make_synthetic_pairs(out, {.train = 136, .heldout = 20, .size = 32, .seed = 7});
-    CHECK(sum.train == 136);
+    // 88 training images: one cycle through the 8 x 12 - 8 training pairs.
+    const auto sum = make_synthetic_pairs(out, {.train = 88, .heldout = 20, .size = 32, .seed = 7});
+    CHECK(sum.train == 88);
     CHECK(sum.heldout == 20);
     CHECK(sum.classes == synthetic_classes());
     REQUIRE(sum.heldout_classes.size() == 8);
-    REQUIRE(sum.train_pairs.size() == 136);
+    REQUIRE(sum.train_pairs.size() == 88);
     // Colour-major, the shapes in name order: red's held-out square is skipped.
     CHECK(sum.train_pairs[0] == "red circle");
     CHECK(sum.train_pairs[5] == "red pentagon");
@@ -137,12 +137,12 @@ TEST_CASE("synthetic pairs: layout, counts, held-out combinations absent from tr
     CHECK(lines(out / "heldout_classes.txt") == sum.heldout_classes);
 
     const auto tsv = lines(out / "train.tsv");
-    REQUIRE(tsv.size() == 136);
+    REQUIRE(tsv.size() == 88);
     CHECK(tsv[0].rfind("train/00000.png\t", 0) == 0);
-    CHECK(tsv[135].rfind("train/00135.png\t", 0) == 0);
+    CHECK(tsv[87].rfind("train/00087.png\t", 0) == 0);
 
     const auto pairs = read_pairs(out / "train.tsv");
-    REQUIRE(pairs.size() == 136);
+    REQUIRE(pairs.size() == 88);
     const std::set<std::string> heldout(sum.heldout_classes.begin(), sum.heldout_classes.end());
     const std::set<std::string> classes(sum.classes.begin(), sum.classes.end());
     std::vector<std::string> every_pair = sum.train_pairs;
@@ -171,8 +171,8 @@ TEST_CASE("synthetic pairs: layout, counts, held-out combinations absent from tr
         wordings.insert(wording(p.caption));
     }
     CHECK(colours_seen.size() == 8);  // every colour and every shape is trained on
-    CHECK(shapes_seen.size() == 18);
-    CHECK(pairs_seen.size() == 136);   // 136 images cycle once through the training pairs
+    CHECK(shapes_seen.size() == 12);
+    CHECK(pairs_seen.size() == 88);    // 88 images cycle once through the training pairs
     CHECK(classes_seen.size() == 40);  // of which 40 are classes
     CHECK(wordings.size() == 5);       // all five caption templates occur
 
