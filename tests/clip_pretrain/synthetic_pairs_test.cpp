@@ -228,7 +228,7 @@ TEST_CASE("synthetic pairs: the shape carries the named colour, the background i
                 CHECK(scene.shape == s);
                 CHECK(scene.background != c);
                 CHECK(scene.caption.find(synthetic_class_text(c, s)) != std::string::npos);
-                // At 32 px the thinnest shape (a star at 45%) still fully covers 20+ pixels.
+                // At 32 px the thinnest shape at its smallest (60%) still fully covers 16+ pixels.
                 check_scene_pixels(scene.image, c, scene.background, 16);
             }
 }
