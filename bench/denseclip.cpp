@@ -23,11 +23,11 @@
 #include <cstdint>
 #include <string>
 
-#include <weft/core/host_cache.hpp>
 
 #include "../examples/denseclip/config.hpp"
 #include "../examples/denseclip/model.hpp"
 #include "../examples/denseclip/step.hpp"
+#include "empty_host_cache_around.hpp"
 #include "peak_memory.hpp"
 
 #if defined(WEFT_BENCH_LIBTORCH)
@@ -40,16 +40,6 @@ void libtorch_denseclip_tiny_step(benchmark::State&);
 namespace {
 
 using weft::index_t;
-
-// Empties weft's cache of large blocks (weft::empty_host_cache) when made and again when
-// destroyed: made first in a case, it is destroyed last, after the model and its tensors have
-// gone back to the cache.
-struct EmptyHostCacheAround {
-    EmptyHostCacheAround() { weft::empty_host_cache(); }
-    ~EmptyHostCacheAround() { weft::empty_host_cache(); }
-    EmptyHostCacheAround(const EmptyHostCacheAround&) = delete;
-    EmptyHostCacheAround& operator=(const EmptyHostCacheAround&) = delete;
-};
 
 // The class names as the tokenizer would give them with context length 5: SOT, one word,
 // EOT, two pads. Which word does not change the cost.
@@ -64,10 +54,7 @@ weft::Tensor<std::int64_t, 2> class_tokens(index_t K) {
 }
 
 void weft_denseclip_tiny_step(benchmark::State& state) {
-    // Earlier cases' cached blocks are not this case's memory, and this case's (its model's and
-    // activations' blocks, freed into weft's cache on return) not the next case's: libtorch's
-    // side, which runs next, cannot empty weft's cache itself.
-    const EmptyHostCacheAround cache_emptied;
+    const weft_bench::EmptyHostCacheAround cache_emptied;  // earlier and later cases' blocks not counted
     const weft_bench::PeakRss peak;  // the case's own peak: model, optimizer state, activations
     const auto cfg = denseclip::read_config(WEFT_SOURCE_DIR "/examples/denseclip/configs/tiny.json");
     const index_t B = cfg.train.batch_size, S = 128;

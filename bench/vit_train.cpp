@@ -19,11 +19,11 @@
 #include <cstdint>
 #include <string>
 
-#include <weft/core/host_cache.hpp>
 #include <weft/models/clip/vision_transformer.hpp>
 #include <weft/ops/cross_entropy.hpp>
 #include <weft/optim/adamw.hpp>
 
+#include "empty_host_cache_around.hpp"
 #include "peak_memory.hpp"
 
 namespace weft_bench {
@@ -58,21 +58,8 @@ namespace {
 
 using weft::index_t;
 
-// Empties weft's cache of large blocks (weft::empty_host_cache) when made and again when
-// destroyed: made first in a case, it is destroyed last, after the model and its tensors have
-// gone back to the cache.
-struct EmptyHostCacheAround {
-    EmptyHostCacheAround() { weft::empty_host_cache(); }
-    ~EmptyHostCacheAround() { weft::empty_host_cache(); }
-    EmptyHostCacheAround(const EmptyHostCacheAround&) = delete;
-    EmptyHostCacheAround& operator=(const EmptyHostCacheAround&) = delete;
-};
-
 void weft_vit_b16_train_step(benchmark::State& state, index_t batch) {
-    // Earlier cases' cached blocks are not this case's memory, and this case's (its model's and
-    // activations' blocks, freed into weft's cache on return) not the next case's: libtorch's
-    // side, which runs next, cannot empty weft's cache itself.
-    const EmptyHostCacheAround cache_emptied;
+    const weft_bench::EmptyHostCacheAround cache_emptied;  // earlier and later cases' blocks not counted
     const weft_bench::PeakRss peak;  // the case's own peak: model, optimizer state, activations
     weft::clip::VisionTransformer<float> model(
         {.input_resolution = 224, .patch_size = 16, .width = 768, .layers = 12, .heads = 12, .output_dim = 512});

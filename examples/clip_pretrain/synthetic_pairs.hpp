@@ -153,26 +153,12 @@ bool inside_polygon(const std::array<Point, N>& poly, double x, double y) {
     return in;
 }
 
-// Regular polygon-like outlines in the shape's own frame, circumradius 1, a vertex pointing up
-// (image y grows downwards).
-inline const std::array<Point, 3>& triangle() {
-    static const std::array<Point, 3> t = [] {
-        std::array<Point, 3> p{};
-        for (int k = 0; k < 3; ++k) {
-            const double a = -std::numbers::pi / 2 + k * 2 * std::numbers::pi / 3;
-            p[std::size_t(k)] = {std::cos(a), std::sin(a)};
-        }
-        return p;
-    }();
-    return t;
-}
-
-// A five-pointed star whose inner radius (0.45) is a little fatter than the pentagram's 0.38,
-// so its arms stay several pixels wide at the smallest size.
+// Outlines in the shape's own frame, circumradius 1, a vertex pointing up (image y grows
+// downwards).
 template <std::size_t N>
 using Outline = std::array<Point, N>;
 
-// A regular N-gon, a vertex pointing up.
+// A regular N-gon: the triangle, the pentagon, the hexagon.
 template <std::size_t N>
 const Outline<N>& regular_polygon() {
     static const Outline<N> p = [] {
@@ -186,9 +172,11 @@ const Outline<N>& regular_polygon() {
     return p;
 }
 
-inline const std::array<Point, 10>& star() {
-    static const std::array<Point, 10> s = [] {
-        std::array<Point, 10> p{};
+// A five-pointed star whose inner radius (0.45) is a little fatter than the pentagram's 0.38,
+// so its arms stay several pixels wide at the smallest size.
+inline const Outline<10>& star() {
+    static const Outline<10> s = [] {
+        Outline<10> p{};
         for (int k = 0; k < 10; ++k) {
             const double a = -std::numbers::pi / 2 + k * std::numbers::pi / 5;
             const double r = k % 2 == 0 ? 1.0 : 0.45;
@@ -207,7 +195,7 @@ inline bool inside(SyntheticShape shape, double u, double v) {
         case SyntheticShape::circle: return r2 <= 1.0;
         case SyntheticShape::ring: return r2 <= 1.0 && r2 >= 0.55 * 0.55;
         case SyntheticShape::square: return std::abs(u) <= std::numbers::sqrt2 / 2 && std::abs(v) <= std::numbers::sqrt2 / 2;
-        case SyntheticShape::triangle: return inside_polygon(triangle(), u, v);
+        case SyntheticShape::triangle: return inside_polygon(regular_polygon<3>(), u, v);
         case SyntheticShape::star: return inside_polygon(star(), u, v);
         case SyntheticShape::cross: {
             // Arms of half-width 0.3 and half-length 0.95: their corners (0.95, 0.3) lie inside
