@@ -34,6 +34,7 @@
 #include "../core/tensor.hpp"
 #include "../expr/executor.hpp"
 #include "../expr/functors.hpp"
+#include "../exec/cpu/thread_pool.hpp"
 #include "../expr/nodes.hpp"
 #include "grad_mode.hpp"
 
@@ -126,7 +127,15 @@ public:
                                                   grad_.shape()));
     }
 
+    // Adds the gradient of a view (dense, in the view's element order) into this gradient: the
+    // view's element i sits where `to` places it, this tensor where `from` places it.
+    void accumulate_view(const Tensor<T, 1, D>& g, const StridedLayout& from, const StridedLayout& to);
+
     std::shared_ptr<GradSlot> view(const StridedLayout& from, const StridedLayout& to) override;
+
+    // Views made of this view that link past it, straight to its base (see view()). retain_grad()
+    // refuses such a view: its gradient would miss theirs.
+    int views_linked_past() const { return linked_past_; }
 
 private:
     template <int R>
@@ -136,9 +145,26 @@ private:
         return a;
     }
 
+    // Makes grad_ a buffer this node may add to in place (zeros when none has arrived).
+    void own_grad() {
+        if (!grad_.defined()) {
+            index_t n = 1;
+            for (const index_t e : shape_) n *= e;
+            grad_ = Tensor<T, 1, D>::zeros({n});
+        } else if (!owned_) {
+            grad_ = grad_.clone();
+        }
+        owned_ = true;
+    }
+
     std::vector<index_t> shape_;
     Tensor<T, 1, D> grad_;
     bool owned_ = false;  // grad_ is this node's alone, so it may be added to in place
+    // For a view's node: the node of the tensor it sends its gradient to, where that tensor sits
+    // (view_from_) and where the view sits (view_to_), in one address space. inputs[0] owns it.
+    Slot* view_base_ = nullptr;
+    StridedLayout view_from_, view_to_;
+    int linked_past_ = 0;
 };
 
 namespace detail {
@@ -178,20 +204,78 @@ void add_into(T& dst, T v) {
     dst = convert<T>(convert<compute_t<T>>(dst) + convert<compute_t<T>>(v));
 }
 
-// The gradient of a view, sent back to the tensor it was made from: every element of `to`
-// adds its gradient to the element of `from` at the same position. Positions shared by several
-// elements of `to` (an expand) add up.
+// A layout with its size-1 dimensions dropped and its dimensions merged wherever one steps
+// through the next as a single stride: two layouts that list the same positions in the same
+// order become equal, and a scatter over it gets its longest inner run.
+inline StridedLayout merged(const StridedLayout& l) {
+    StridedLayout m;
+    m.offset = l.offset;
+    for (int d = 0; d < l.rank; ++d) {
+        if (l.shape[d] == 1) continue;
+        if (m.rank > 0 && m.strides[m.rank - 1] == l.strides[d] * l.shape[d]) {
+            m.shape[m.rank - 1] *= l.shape[d];
+            m.strides[m.rank - 1] = l.strides[d];
+            continue;
+        }
+        m.shape[m.rank] = l.shape[d];
+        m.strides[m.rank] = l.strides[d];
+        ++m.rank;
+    }
+    return m;
+}
+
+inline bool same_positions(const StridedLayout& a, const StridedLayout& b) {
+    const StridedLayout x = merged(a), y = merged(b);
+    if (x.numel() != y.numel()) return false;
+    if (x.numel() == 0) return true;
+    if (x.rank != y.rank || x.offset != y.offset) return false;
+    for (int d = 0; d < x.rank; ++d)
+        if (x.shape[d] != y.shape[d] || x.strides[d] != y.strides[d]) return false;
+    return true;
+}
+
+// dst[pos] += src[i] for every element i of `to` at position pos: rows of the innermost dimension
+// at a time, and over the cores when the rows do not share positions (no expanded dimension).
 template <class T>
-Tensor<T, 1, Cpu> view_backward(const Tensor<T, 1, Cpu>& g, const StridedLayout& from, const StridedLayout& to) {
+void scatter_add(T* dst, const T* src, const StridedLayout& to) {
+    const StridedLayout l = merged(to);
+    const index_t n = l.numel();
+    if (n == 0) return;
+    if (l.rank == 0) {
+        add_into(dst[l.offset], src[0]);
+        return;
+    }
+    const index_t run = l.shape[l.rank - 1], step = l.strides[l.rank - 1], rows = n / run;
+    bool overlapping = false;
+    for (int d = 0; d < l.rank; ++d) overlapping = overlapping || l.strides[d] == 0;
+    auto add_rows = [&](index_t r0, index_t r1) {
+        for (index_t r = r0; r < r1; ++r) {
+            index_t pos = l.offset, rest = r;
+            for (int d = l.rank - 2; d >= 0; --d) {
+                pos += (rest % l.shape[d]) * l.strides[d];
+                rest /= l.shape[d];
+            }
+            T* out = dst + pos;
+            const T* in = src + r * run;
+            if (step == 1) {
+                for (index_t j = 0; j < run; ++j) add_into(out[j], in[j]);
+            } else {
+                for (index_t j = 0; j < run; ++j) add_into(out[j * step], in[j]);
+            }
+        }
+    };
+    if (overlapping) add_rows(0, rows);
+    else parallel_for(0, rows, std::max<index_t>(1, (index_t(1) << 15) / run), add_rows);
+}
+
+// The gradient of a view whose base is strided (not dense), sent back as a dense gradient of the
+// base: every element of `to` adds its gradient to the element of `from` at the same position.
+// Collects by position over the span the base covers, then reads the base's elements.
+template <class T>
+Tensor<T, 1, Cpu> strided_view_backward(const Tensor<T, 1, Cpu>& g, const StridedLayout& from,
+                                        const StridedLayout& to) {
     auto out = Tensor<T, 1, Cpu>::zeros({from.numel()});
     if (from.numel() == 0) return out;
-    const T* src = g.data();
-    if (is_dense(from)) {
-        T* dst = out.data() - from.offset;
-        for_each_position(to, [&](index_t i, index_t pos) { add_into(dst[pos], src[i]); });
-        return out;
-    }
-    // A strided source: collect by position over the span it covers, then read its elements.
     index_t hi = from.offset;
     for (int d = 0; d < from.rank; ++d) {
         WEFT_CHECK(from.strides[d] != 0 || from.shape[d] <= 1,
@@ -200,6 +284,7 @@ Tensor<T, 1, Cpu> view_backward(const Tensor<T, 1, Cpu>& g, const StridedLayout&
         hi += (from.shape[d] - 1) * from.strides[d];
     }
     std::vector<T> span(std::size_t(hi - from.offset + 1), T(0));
+    const T* src = g.data();
     for_each_position(to, [&](index_t i, index_t pos) { add_into(span[std::size_t(pos - from.offset)], src[i]); });
     T* dst = out.data();
     for_each_position(from, [&](index_t i, index_t pos) { dst[i] = span[std::size_t(pos - from.offset)]; });
@@ -209,17 +294,44 @@ Tensor<T, 1, Cpu> view_backward(const Tensor<T, 1, Cpu>& g, const StridedLayout&
 }  // namespace detail
 
 template <Element T, Device D>
+void Slot<T, D>::accumulate_view(const Tensor<T, 1, D>& g, const StridedLayout& from, const StridedLayout& to) {
+    if constexpr (std::same_as<D, Cpu>) {
+        if (detail::same_positions(from, to)) {  // a reshape or a copy: the same elements in the same order
+            accumulate_flat(g);
+        } else if (!detail::is_dense(from)) {
+            accumulate_flat(detail::strided_view_backward(g, from, to));
+        } else {  // added in place where the view's elements sit, with no zero-filled copy
+            own_grad();
+            detail::scatter_add(grad_.data() - from.offset, g.data(), to);
+        }
+    } else {
+        WEFT_FAIL("autograd: the backward of a view of a ", D::name,
+                  " tensor is not implemented yet (it comes with the CUDA kernels)");
+    }
+}
+
+// A view of a view links straight to the first tensor that is not a view (unless the middle one
+// retains its gradient): q = qkv.narrow(...).reshape(...).permute(...) sends its gradient into
+// qkv's in one scatter, instead of through a zero-filled gradient of every shape in between.
+// The link is exact because the middle view sits where the new view's `from` says (its own
+// layout), in the address space its own link to the base uses.
+template <Element T, Device D>
 std::shared_ptr<GradSlot> Slot<T, D>::view(const StridedLayout& from, const StridedLayout& to) {
     if (!grad_enabled()) return nullptr;
+    Slot* base = this;
+    StridedLayout base_from = from;
+    if (view_base_ && !retains_grad && detail::same_positions(from, view_to_)) {
+        base = view_base_;
+        base_from = view_from_;
+        ++linked_past_;
+    }
     auto out = std::make_shared<Slot<T, D>>("view", false, to.shape, to.rank);
-    out->inputs.push_back(std::static_pointer_cast<Node>(shared_from_this()));
-    out->backward_fn = [self = out.get(), base = this, from, to]() {
-        if constexpr (std::same_as<D, Cpu>) {
-            base->accumulate_flat(detail::view_backward(self->flat_grad(), from, to));
-        } else {
-            WEFT_FAIL("autograd: the backward of a view of a ", D::name,
-                      " tensor is not implemented yet (it comes with the CUDA kernels)");
-        }
+    out->inputs.push_back(std::static_pointer_cast<Node>(base->shared_from_this()));
+    out->view_base_ = base;
+    out->view_from_ = base_from;
+    out->view_to_ = to;
+    out->backward_fn = [self = out.get(), base, base_from, to]() {
+        base->accumulate_view(self->flat_grad(), base_from, to);
     };
     return out;
 }
@@ -308,6 +420,9 @@ Tensor<T, R, D> autograd_grad(const Tensor<T, R, D>& t) {
 template <Element T, int R, Device D>
 void autograd_retain_grad(Tensor<T, R, D>& t) {
     WEFT_CHECK(t.requires_grad(), "retain_grad: the tensor does not require grad");
+    WEFT_CHECK(autograd::slot_of(t).views_linked_past() == 0, "retain_grad: views of this view of shape ",
+               t.shape(), " were taken before, and their gradients go straight to its base; call "
+               "retain_grad() before taking views of it");
     autograd::slot_of(t).retains_grad = true;
 }
 
