@@ -36,7 +36,8 @@ T at(const Tensor<T, 2>& t, index_t i, index_t j) {
     return t.data()[i * t.strides()[0] + j * t.strides()[1]];
 }
 
-float fused(float a, float b, float c, float d) { return std::exp(a) - b / (c + 3.0f) + std::sqrt(std::abs(d)); }
+// weft's float exp (expr/math.hpp), called one element at a time: the fused loops must give its bits.
+float fused(float a, float b, float c, float d) { return weft::math::exp(a) - b / (c + 3.0f) + std::sqrt(std::abs(d)); }
 
 }  // namespace
 
