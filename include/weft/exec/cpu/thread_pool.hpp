@@ -21,12 +21,18 @@
 
 #include "../../core/config.hpp"
 
+#if defined(WEFT_OPENMP) && !defined(_OPENMP) && !defined(__CUDA_ARCH__)
+#error "weft: WEFT_OPENMP runs weft's loops on OpenMP's threads and needs OpenMP: compile with -fopenmp (CMake: link OpenMP::OpenMP_CXX), or leave WEFT_OPENMP undefined"
+#endif
+
 namespace weft {
 
 class ThreadPool {
 public:
     explicit ThreadPool(int threads) : threads_(std::max(1, threads)) {
+#if !defined(WEFT_OPENMP)
         for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { work(); });
+#endif
     }
 
     ~ThreadPool() {
@@ -52,6 +58,49 @@ public:
             for (int i = 0; i < tasks; ++i) task(i);
             return;
         }
+#if defined(WEFT_OPENMP)
+        run_openmp(tasks, task);
+#else
+        run_workers(tasks, task);
+#endif
+    }
+
+    static int default_threads() {
+        if (const char* env = std::getenv("WEFT_NUM_THREADS")) {
+            const int n = std::atoi(env);
+            if (n > 0) return n;
+        }
+        return int(std::max(1u, std::thread::hardware_concurrency()));
+    }
+
+private:
+#if defined(WEFT_OPENMP)
+    // The threads are OpenMP's: the same team the OpenMP build of OpenBLAS runs its products on.
+    // Its threads spin for a while after a product, so an element-wise loop that follows starts
+    // on them at once, where a pool of its own would wake its workers and share the cores with
+    // OpenBLAS's spinning ones (docs/design-notes.md, "Threads").
+    void run_openmp(int tasks, const std::function<void(int)>& task) {
+        std::atomic<int> next{0};
+        std::exception_ptr error;
+        std::mutex error_mutex;
+#pragma omp parallel num_threads(std::min(tasks, threads_))
+        {
+            inside_ = true;
+            for (int i = next.fetch_add(1); i < tasks; i = next.fetch_add(1)) {
+                try {
+                    task(i);
+                } catch (...) {
+                    std::lock_guard<std::mutex> lock(error_mutex);
+                    if (!error) error = std::current_exception();
+                }
+            }
+            inside_ = false;
+        }
+        if (error) std::rethrow_exception(error);
+    }
+#endif
+
+    void run_workers(int tasks, const std::function<void(int)>& task) {
         {
             std::unique_lock<std::mutex> lock(mutex_);
             // A worker still inside drain() from an earlier run may be between claiming an index
@@ -73,15 +122,6 @@ public:
         if (error_) std::rethrow_exception(error_);
     }
 
-    static int default_threads() {
-        if (const char* env = std::getenv("WEFT_NUM_THREADS")) {
-            const int n = std::atoi(env);
-            if (n > 0) return n;
-        }
-        return int(std::max(1u, std::thread::hardware_concurrency()));
-    }
-
-private:
     void work() {
         std::uint64_t seen = 0;
         for (;;) {

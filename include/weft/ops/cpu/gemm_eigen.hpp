@@ -4,8 +4,8 @@
 //
 // The fallback engine of `Gemm<Cpu>` when weft is built without OpenBLAS (WEFT_BLAS=Eigen, or
 // OpenBLAS not found), and always available to code that includes this header (the tests
-// check both engines). Eigen parallelises its GEMM only through OpenMP, which weft does not
-// use, so each product is cut into blocks of C that run on weft's threads: by columns when
+// check both engines). Eigen parallelises its GEMM only through OpenMP, so without it each
+// product is cut into blocks of C that run on weft's threads: by columns when
 // m < n (every task then packs its own copy of A, the smaller operand), else by rows (each
 // packs B). Batches of at least as many products as threads run one product per task instead.
 // Translation units compiled with -fopenmp (Eigen then defines EIGEN_HAS_OPENMP) let Eigen
