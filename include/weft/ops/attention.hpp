@@ -50,6 +50,7 @@
 // (as matmul_backward is): the backward takes the forward's AttentionResult.
 #pragma once
 
+#include <utility>
 #include <algorithm>
 #include <cmath>
 #include <concepts>
@@ -225,9 +226,9 @@ Tensor<T, 4, D> scaled_dot_product_attention(const Tensor<T, 4, D>& q, const Ten
                 auto grads = scaled_dot_product_attention_backward(g, q.detach(), k.detach(), v.detach(), r, saved,
                                                                    q.requires_grad(), k.requires_grad(),
                                                                    v.requires_grad());
-                accumulate_grad(q, grads.grad_q);
-                accumulate_grad(k, grads.grad_k);
-                accumulate_grad(v, grads.grad_v);
+                accumulate_grad(q, std::move(grads.grad_q));
+                accumulate_grad(k, std::move(grads.grad_k));
+                accumulate_grad(v, std::move(grads.grad_v));
             },
             q, k, v);
     }

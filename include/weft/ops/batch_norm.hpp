@@ -30,6 +30,7 @@
 // output pass is one multiply-add per element with the channel's scale and offset folded.
 #pragma once
 
+#include <utility>
 #include <algorithm>
 #include <cmath>
 #include <concepts>
@@ -424,9 +425,9 @@ Tensor<T, R, D> batch_norm(const Tensor<T, R, D>& x, const Tensor<T, 1, D>& runn
                 auto grads = batch_norm_backward(g, x.detach(), weight.detach(), mean, rstd, training,
                                                  x.requires_grad(), weight.requires_grad(), bias.requires_grad(),
                                                  replicas);
-                accumulate_grad(x, grads.grad_x);
-                accumulate_grad(weight, grads.grad_w);
-                accumulate_grad(bias, grads.grad_b);
+                accumulate_grad(x, std::move(grads.grad_x));
+                accumulate_grad(weight, std::move(grads.grad_w));
+                accumulate_grad(bias, std::move(grads.grad_b));
             },
             x, weight, bias);
     return f.y;

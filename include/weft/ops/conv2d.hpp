@@ -25,6 +25,7 @@
 // kernels exist.
 #pragma once
 
+#include <utility>
 #include <algorithm>
 #include <array>
 #include <concepts>
@@ -380,9 +381,9 @@ Tensor<T, 4, D> conv2d(const Tensor<T, 4, D>& x, const Tensor<T, 4, D>& weight, 
             [x, weight, bias, opts](const Tensor<T, 4, D>& grad) {
                 auto grads = conv2d_backward(grad, x.detach(), weight.detach(), bias.requires_grad(), opts,
                                              x.requires_grad(), weight.requires_grad());
-                accumulate_grad(x, grads.grad_x);
-                accumulate_grad(weight, grads.grad_w);
-                if (bias.defined()) accumulate_grad(bias, grads.grad_b);
+                accumulate_grad(x, std::move(grads.grad_x));
+                accumulate_grad(weight, std::move(grads.grad_w));
+                if (bias.defined()) accumulate_grad(bias, std::move(grads.grad_b));
             },
             x, weight, bias);
     return y;

@@ -17,6 +17,7 @@
 // smaller than the stride or the dilation, as in PyTorch.
 #pragma once
 
+#include <utility>
 #include <array>
 
 #include "conv2d.hpp"
@@ -113,9 +114,9 @@ Tensor<T, 4, D> conv_transpose2d(const Tensor<T, 4, D>& x, const Tensor<T, 4, D>
             [x, weight, bias, opts](const Tensor<T, 4, D>& grad) {
                 auto grads = conv_transpose2d_backward(grad, x.detach(), weight.detach(), bias.requires_grad(), opts,
                                                        x.requires_grad(), weight.requires_grad());
-                accumulate_grad(x, grads.grad_x);
-                accumulate_grad(weight, grads.grad_w);
-                if (bias.defined()) accumulate_grad(bias, grads.grad_b);
+                accumulate_grad(x, std::move(grads.grad_x));
+                accumulate_grad(weight, std::move(grads.grad_w));
+                if (bias.defined()) accumulate_grad(bias, std::move(grads.grad_b));
             },
             x, weight, bias);
     return y;

@@ -19,6 +19,7 @@
 // of the output, so repeated indices add up in one thread, in order (deterministic).
 #pragma once
 
+#include <utility>
 #include <concepts>
 #include <cstdint>
 #include <type_traits>
@@ -270,8 +271,8 @@ Tensor<T, R, D> scatter_add(const Tensor<T, R, D>& x, int axis, const Tensor<std
                 out, "scatter_add",
                 [x, src, a, idx](const Tensor<T, R, D>& g) {
                     auto grads = scatter_add_backward(g, a, idx, src.shape(), x.requires_grad(), src.requires_grad());
-                    if (x.requires_grad()) accumulate_grad(x, grads.grad_x);
-                    if (src.requires_grad()) accumulate_grad(src, grads.grad_src);
+                    if (x.requires_grad()) accumulate_grad(x, std::move(grads.grad_x));
+                    if (src.requires_grad()) accumulate_grad(src, std::move(grads.grad_src));
                 },
                 x, src);
     }

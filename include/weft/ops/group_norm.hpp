@@ -22,6 +22,7 @@
 // grad_w[c] (sum of g * xhat) and grad_b[c] (sum of g) once added over the samples.
 #pragma once
 
+#include <utility>
 #include <cmath>
 #include <concepts>
 #include <vector>
@@ -223,9 +224,9 @@ Tensor<T, R, D> group_norm(const Tensor<T, R, D>& x, index_t groups, const Tenso
             [x, groups, weight, bias, mean = f.mean, rstd = f.rstd](const Tensor<T, R, D>& g) {
                 auto grads = group_norm_backward(g, x.detach(), groups, weight.detach(), mean, rstd,
                                                  x.requires_grad(), weight.requires_grad(), bias.requires_grad());
-                accumulate_grad(x, grads.grad_x);
-                accumulate_grad(weight, grads.grad_w);
-                accumulate_grad(bias, grads.grad_b);
+                accumulate_grad(x, std::move(grads.grad_x));
+                accumulate_grad(weight, std::move(grads.grad_w));
+                accumulate_grad(bias, std::move(grads.grad_b));
             },
             x, weight, bias);
     return f.y;

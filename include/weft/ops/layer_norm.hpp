@@ -17,6 +17,7 @@
 // in one partial sum per thread, added at the end.
 #pragma once
 
+#include <utility>
 #include <cmath>
 #include <concepts>
 #include <vector>
@@ -224,9 +225,9 @@ Tensor<T, R, D> layer_norm(const Tensor<T, R, D>& x, const Tensor<T, 1, D>& weig
             [x, weight, bias, mean = f.mean, rstd = f.rstd](const Tensor<T, R, D>& g) {
                 auto grads = layer_norm_backward(g, x.detach(), weight.detach(), mean, rstd, x.requires_grad(),
                                                  weight.requires_grad(), bias.requires_grad());
-                accumulate_grad(x, grads.grad_x);
-                accumulate_grad(weight, grads.grad_w);
-                accumulate_grad(bias, grads.grad_b);
+                accumulate_grad(x, std::move(grads.grad_x));
+                accumulate_grad(weight, std::move(grads.grad_w));
+                accumulate_grad(bias, std::move(grads.grad_b));
             },
             x, weight, bias);
     return f.y;

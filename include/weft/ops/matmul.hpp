@@ -31,6 +31,7 @@
 // float and double. Cuda tensors fail to compile until the cuBLAS `Gemm<Cuda>` exists.
 #pragma once
 
+#include <utility>
 #include <algorithm>
 #include <type_traits>
 
@@ -350,9 +351,9 @@ Tensor<T, R, D> linear(const Tensor<T, R, D>& x, const Tensor<T, 2, D>& weight,
             [x, weight, bias](const Tensor<T, R, D>& g) {
                 auto grads = linear_backward(g, x.detach(), weight.detach(), bias.requires_grad(), x.requires_grad(),
                                              weight.requires_grad());
-                accumulate_grad(x, grads.grad_x);
-                accumulate_grad(weight, grads.grad_w);
-                if (bias.defined()) accumulate_grad(bias, grads.grad_b);
+                accumulate_grad(x, std::move(grads.grad_x));
+                accumulate_grad(weight, std::move(grads.grad_w));
+                if (bias.defined()) accumulate_grad(bias, std::move(grads.grad_b));
             },
             x, weight, bias);
     return y;
@@ -460,8 +461,8 @@ void record_product(Tensor<T, RC, D>& c, const char* name, const Tensor<T, RA, D
         c, name,
         [a, b](const Tensor<T, RC, D>& g) {
             auto grads = matmul_backward(g, a.detach(), b.detach(), a.requires_grad(), b.requires_grad());
-            accumulate_grad(a, grads.grad_a);
-            accumulate_grad(b, grads.grad_b);
+            accumulate_grad(a, std::move(grads.grad_a));
+            accumulate_grad(b, std::move(grads.grad_b));
         },
         a, b);
 }
