@@ -2,6 +2,8 @@
 // weft against libtorch.
 //
 //   vit_b16_train_step/2/{weft,libtorch}   images [2, 3, 224, 224], labels [2] int64
+//   vit_b16_train_step/2/weft_all_tokens   weft with its last block run for every token, as
+//                                          libtorch's (weft's forward runs it for the class token)
 //
 // The model is bench/clip.cpp's ViT-B/16 (spec §1.4: 16×16 patches, width 768, 12 blocks of 12
 // heads, 512 outputs), here in training mode with gradients. Its 512 outputs are taken as class
@@ -58,7 +60,9 @@ namespace {
 
 using weft::index_t;
 
-void weft_vit_b16_train_step(benchmark::State& state, index_t batch) {
+// all_tokens: the embedding read from forward_tokens, whose last block runs for every token, as
+// libtorch's model and CLIP's code do; the default forward runs it for the class token alone.
+void weft_vit_b16_train_step(benchmark::State& state, index_t batch, bool all_tokens) {
     const weft_bench::EmptyHostCacheAround cache_emptied;  // earlier and later cases' blocks not counted
     const weft_bench::PeakRss peak;  // the case's own peak: model, optimizer state, activations
     weft::clip::VisionTransformer<float> model(
@@ -73,7 +77,10 @@ void weft_vit_b16_train_step(benchmark::State& state, index_t batch) {
 
     auto step = [&] {
         opt.zero_grad();
-        const weft::Tensor<float, 2> logits = model(images);  // [batch, 512]
+        const weft::Tensor<float, 2> logits =  // [batch, 512]
+            all_tokens ? weft::matmul(model.ln_post(weft::Tensor<float, 2>(model.forward_tokens(images).select(1, 0))),
+                                      model.proj)
+                       : model(images);
         auto loss = weft::cross_entropy(logits, labels);      // [], the mean over the batch
         loss.backward();
         opt.step();
@@ -108,7 +115,8 @@ void add(const std::string& name, F f, A... args) {
 const bool registered = [] {
     const index_t batch = 2;
     const std::string name = "vit_b16_train_step/" + std::to_string(batch);
-    add(name + "/weft", weft_vit_b16_train_step, batch);
+    add(name + "/weft", weft_vit_b16_train_step, batch, false);
+    add(name + "/weft_all_tokens", weft_vit_b16_train_step, batch, true);
 #if defined(WEFT_BENCH_LIBTORCH)
     add(name + "/libtorch", weft_bench::libtorch_vit_b16_train_step, std::int64_t(batch));
 #endif

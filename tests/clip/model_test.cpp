@@ -213,3 +213,25 @@ TEST_CASE("clip image encoders built for another resolution load CLIP weights wi
                                            .heads = 1, .output_dim = 64});
     CHECK_THROWS_WITH(clip::load_image_encoder(wrong, ck), Catch::Contains("clip_vit_tiny.pt"));
 }
+
+// VisionTransformer::forward runs its last block for the class token alone; the embedding and
+// every parameter's gradient must be those of the whole last block (forward_tokens).
+TEST_CASE("clip ViT's class-token-only last block gives the full block's embedding and gradients", "[clip]") {
+    clip::VisionTransformer<double> vit(
+        {.input_resolution = 32, .patch_size = 8, .width = 16, .layers = 2, .heads = 2, .output_dim = 8});
+    vit.train();
+    const auto images = Tensor<double, 4>::randn({2, 3, 32, 32});
+    const auto weights = Tensor<double, 2>::randn({2, 8});
+    auto grads_of = [&](bool class_only) {
+        vit.zero_grad();
+        const Tensor<double, 2> e =
+            class_only ? vit(images) : matmul(vit.ln_post(Tensor<double, 2>(vit.forward_tokens(images).select(1, 0))), vit.proj);
+        sum(e * weights).backward();
+        std::vector<Tensor<double, 1>> g{e.detach().reshape(e.numel())};
+        for (auto& p : vit.named_parameters()) g.push_back(p.tensor.grad_flat().clone());
+        return g;
+    };
+    const auto pruned = grads_of(true), full = grads_of(false);
+    REQUIRE(pruned.size() == full.size());
+    for (std::size_t i = 0; i < full.size(); ++i) check_close(pruned[i], full[i], 1e-12, 1e-10, "tensor " + std::to_string(i));
+}

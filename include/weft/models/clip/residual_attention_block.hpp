@@ -81,6 +81,20 @@ public:
         return forward(x, mask);
     }
 
+    // The block's output for the first `rows` tokens of x [N, L, D] alone, attending over all L:
+    // forward(x).narrow(1, 0, rows) at the cost of `rows` queries, output projections and MLP
+    // rows (keys and values still come from every token). For a model that reads only the class
+    // token after its last block. Per-position drop path (axis 1) would draw for these rows only,
+    // so callers that need forward's random numbers use forward.
+    Tensor<T, 3, D> forward_first(const Tensor<T, 3, D>& x, index_t rows) const {
+        WEFT_CHECK(rows >= 1 && rows <= x.size(1), "ResidualAttentionBlock::forward_first: ", rows,
+                   " rows of a sequence of shape ", x.shape());
+        const auto h = ln_1(x);                                 // [N, L, D]
+        const Tensor<T, 3, D> query = h.narrow(1, 0, rows);     // [N, rows, D]
+        Tensor<T, 3, D> y = x.narrow(1, 0, rows) + drop_path_(attn(query, h, h).output);
+        return eval(y + drop_path_(mlp(ln_2(y))));              // [N, rows, D]
+    }
+
 private:
     nn::DropPath<T, D> drop_path_;
 };
