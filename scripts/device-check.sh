@@ -147,10 +147,13 @@ echo "NCCL: $nccl_note" >>"$logs/machine.log"
 # ---- 1. configure ------------------------------------------------------------------------------
 log "configuring $build"
 status[configure]=FAIL
+# WEFT_OPENMP=OFF: the GPU benchmarks link the PyTorch wheel's libtorch, which brings its own
+# copy of libgomp; weft's std::thread pool keeps one OpenMP runtime in the process.
 if limited "$(allowance 90 330)" cmake -S "$root" -B "$build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_CUDA_COMPILER="$nvcc" -DWEFT_BUILD_BENCH=ON -DWEFT_BUILD_TESTS=ON \
-    -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_NATIVE=ON "${deps_args[@]}" "${nccl_args[@]}" >"$logs/configure.log" 2>&1; then
+    -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_NATIVE=ON -DWEFT_OPENMP=OFF \
+    "${deps_args[@]}" "${nccl_args[@]}" >"$logs/configure.log" 2>&1; then
   status[configure]=PASS
 else
   tail -n 30 "$logs/configure.log"
