@@ -13,6 +13,26 @@
 
 namespace weft::math {
 
+namespace detail {
+
+// Cephes' expf core, shared by weft's vectorisable float exps (math::exp below, softmax's and
+// attention's): e^(x - n ln 2) for n = round(x / ln 2), so |x - n ln 2| <= ln 2 / 2, by a
+// degree-6 polynomial. F is float or a GCC vector of floats; the caller clamps x, computes n
+// and scales the result by 2^n.
+template <class F>
+WEFT_HD WEFT_FORCE_INLINE F exp_remainder(F x, F n) {
+    F r = x - n * 0.693359375f;  // x - n ln 2, ln 2 in two parts
+    r = r - n * -2.12194440e-4f;
+    F p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    return p * r * r + r + 1.0f;
+}
+
+}  // namespace detail
+
 #if !WEFT_ON_DEVICE
 namespace detail {
 
@@ -34,16 +54,7 @@ WEFT_HD WEFT_FORCE_INLINE float exp_f32(float x) {
                                           (std::bit_cast<std::int32_t>(hi) & over) |
                                           (std::bit_cast<std::int32_t>(lo) & under));
     const float t = xc * 1.44269504088896341f + round_magic;
-    const float n = t - round_magic;  // round(x / ln 2)
-    float r = xc - n * 0.693359375f;   // x - n ln 2, ln 2 in two parts
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const float p = exp_remainder(xc, t - round_magic);  // t - round_magic = round(x / ln 2)
     // 2^n as 2^(n-1) * 2, so that n = 128 (x near ln FLT_MAX) does not overflow the exponent.
     const std::int32_t e = std::bit_cast<std::int32_t>(t) - std::bit_cast<std::int32_t>(round_magic);
     const float y = p * std::bit_cast<float>((e + 126) << 23) * 2.0f;

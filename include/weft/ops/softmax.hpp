@@ -47,16 +47,7 @@ WEFT_FORCE_INLINE float softmax_exp(float x) {
     constexpr float lo = -87.33654f;  // exp(lo) = 2^-126, the smallest normal float
     constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
     const float t = x * 1.44269504088896341f + round_magic;
-    const float n = t - round_magic;  // round(x / ln 2)
-    float r = x - n * 0.693359375f;  // x - n ln 2, ln 2 in two parts
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const float p = math::detail::exp_remainder(x, t - round_magic);  // t - round_magic = round(x / ln 2)
     const std::int32_t e = std::bit_cast<std::int32_t>(t) - std::bit_cast<std::int32_t>(round_magic);
     const float y = p * std::bit_cast<float>((e + 127) << 23);
     const std::int32_t keep = std::int32_t(x < lo) - 1;  // all ones, or 0 where exp underflows

@@ -34,13 +34,14 @@ struct AdamWConstants {
     float decay, beta1, one_minus_b1, beta2, one_minus_b2, neg_step_size, bc2_sqrt, eps;
 };
 
-// The float update of elements [b, e), without amsgrad: eight lanes at a time where AVX is
-// there, in the scalar loop's order of operations (no fused multiply-adds), so that both give
-// the same bits. The compiler does not vectorise the scalar loop itself: std::sqrt may set
+// The float update without amsgrad, eight lanes at a time where AVX is there, over elements
+// [b, e) in steps of eight; returns where it stopped (b without AVX), for update's element-wise
+// loop to finish. The lanes follow that loop's order of operations (no fused multiply-adds), so
+// both give the same bits. The compiler does not vectorise the loop itself: std::sqrt may set
 // errno, and the constants captured by the closure are reloaded through memory in every
 // iteration; the loop took 9% of a ViT-B/16 training step (docs/performance.md).
-inline void adamw_f32(const AdamWConstants k, float* __restrict p, const float* __restrict g, float* __restrict m,
-                      float* __restrict v, index_t b, index_t e) {
+inline index_t adamw_f32_lanes(const AdamWConstants k, float* __restrict p, const float* __restrict g,
+                               float* __restrict m, float* __restrict v, index_t b, index_t e) {
     index_t i = b;
 #if defined(__AVX__)
     const __m256 decay = _mm256_set1_ps(k.decay), beta1 = _mm256_set1_ps(k.beta1),
@@ -58,17 +59,10 @@ inline void adamw_f32(const AdamWConstants k, float* __restrict p, const float* 
         const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2_sqrt), eps);
         _mm256_storeu_ps(p + i, _mm256_add_ps(pi, _mm256_div_ps(_mm256_mul_ps(neg_step_size, mi), denom)));
     }
+#else
+    (void)k, (void)p, (void)g, (void)m, (void)v, (void)e;
 #endif
-    for (; i < e; ++i) {
-        const float gi = g[i];
-        const float pi = p[i] * k.decay;
-        const float mi = m[i] * k.beta1 + k.one_minus_b1 * gi;
-        const float vi = v[i] * k.beta2 + k.one_minus_b2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        const float denom = std::sqrt(vi) / k.bc2_sqrt + k.eps;
-        p[i] = pi + k.neg_step_size * mi / denom;
-    }
+    return i;
 }
 
 }  // namespace detail
@@ -122,15 +116,15 @@ protected:
             T* m = s.buffers[0].data();
             T* v = s.buffers[1].data();
             T* vmax = amsgrad ? s.buffers[2].data() : nullptr;
-            if constexpr (std::same_as<T, float>) {
-                if (!amsgrad) {
-                    const detail::AdamWConstants k{decay, beta1, one_minus_b1, beta2, one_minus_b2, neg_step_size, bc2_sqrt, eps};
-                    detail::for_each_chunk(param.numel(), [=](index_t b, index_t e) { detail::adamw_f32(k, p, gr, m, v, b, e); });
-                    return;
-                }
-            }
             detail::for_each_chunk(param.numel(), [=](index_t b, index_t e) {
-                for (index_t i = b; i < e; ++i) {
+                index_t i = b;
+                if constexpr (std::same_as<T, float>) {
+                    if (!amsgrad)
+                        i = detail::adamw_f32_lanes({decay, beta1, one_minus_b1, beta2, one_minus_b2, neg_step_size,
+                                                     bc2_sqrt, eps},
+                                                    p, gr, m, v, b, e);
+                }
+                for (; i < e; ++i) {
                     const C gi = convert<C>(gr[i]);
                     const C pi = convert<C>(convert<T>(convert<C>(p[i]) * decay));
                     const C mi = convert<C>(convert<T>(convert<C>(m[i]) * beta1 + one_minus_b1 * gi));

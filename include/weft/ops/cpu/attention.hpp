@@ -47,6 +47,7 @@
 #include "../../core/philox.hpp"
 #include "../../core/tensor.hpp"
 #include "../../exec/cpu/thread_pool.hpp"
+#include "../../expr/math.hpp"
 
 namespace weft::cpu::attention {
 
@@ -141,15 +142,7 @@ WEFT_FORCE_INLINE Vec<float> exp_vec(Vec<float> x) {
     const V lo = splat(-87.33654f);
     const V xc = vmin(splat(88.0f), vmax(lo, x));
     const V kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-    V r = xc - kf * 0.693359375f;
-    r = r + kf * 2.12194440e-4f;
-    V p = splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const V p = math::detail::exp_remainder(xc, kf);
     const I k = __builtin_convertvector(kf, I);
     const V y = p * std::bit_cast<V>((k + 127) << 23);
     return std::bit_cast<V>(std::bit_cast<I>(y) & ~I(x < lo));  // below the range: +0
