@@ -13,13 +13,13 @@
 
 namespace weft::math {
 
-#if !WEFT_ON_DEVICE
 namespace detail {
 
 // Cephes' expf core, shared by weft's vectorisable float exps (math::exp below, softmax's and
 // attention's): e^(x - n ln 2) for n = round(x / ln 2), so |x - n ln 2| <= ln 2 / 2, by a
 // degree-7 polynomial. F is float or a GCC vector of floats; the caller clamps x, computes n
-// and scales the result by 2^n. Host only: nvcc's device code has no GCC vectors.
+// and scales the result by 2^n. Host only (not WEFT_HD): attention instantiates it with GCC
+// vectors, which nvcc's device code refuses.
 template <class F>
 WEFT_FORCE_INLINE F exp_remainder(F x, F n) {
     F r = x - n * 0.693359375f;  // x - n ln 2, ln 2 in two parts
@@ -31,6 +31,11 @@ WEFT_FORCE_INLINE F exp_remainder(F x, F n) {
     p = p * r + 5.0000001201e-1f;
     return p * r * r + r + 1.0f;
 }
+
+}  // namespace detail
+
+#if !WEFT_ON_DEVICE
+namespace detail {
 
 // e^x for float on the host, written so that a loop calling it vectorises (libm's expf is an
 // opaque call per element: QuickGELU's loops over the MLP activations were 2.4x libtorch's, whose
