@@ -20,6 +20,15 @@
 #define WEFT_ON_DEVICE 0
 #endif
 
+// WEFT_WITH_CUDA: this translation unit runs CUDA code (nvcc with WEFT_CUDA defined). Each op
+// header includes its CUDA half (ops/cuda/<op>.cuh) and dispatches to it only then; in a host
+// build a Cuda tensor cannot exist (Backend<Cuda> is undefined), so nothing is lost.
+#if defined(__CUDACC__) && defined(WEFT_CUDA)
+#define WEFT_WITH_CUDA 1
+#else
+#define WEFT_WITH_CUDA 0
+#endif
+
 #define WEFT_FORCE_INLINE inline __attribute__((always_inline))
 
 namespace weft {

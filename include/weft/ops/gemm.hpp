@@ -6,8 +6,8 @@
 //
 // ops/matmul.hpp turns tensors into GemmProblems (transposed views become transpose flags,
 // broadcast batches become batch stride 0) and hands them to `Gemm<D>`; each device
-// specialises it: `Gemm<Cpu>` in ops/cpu/gemm.hpp, and a `Gemm<Cuda>` (cuBLAS strided-batched
-// GEMM) will live in ops/cuda/gemm.cuh. A problem is row-major throughout; a column-major
+// specialises it: `Gemm<Cpu>` in ops/cpu/gemm.hpp, `Gemm<Cuda>` (cuBLAS strided-batched GEMM)
+// in ops/cuda/gemm.cuh. A problem is row-major throughout; a column-major
 // library computes Cᵀ = op(B)ᵀ·op(A)ᵀ instead, which is the same memory.
 #pragma once
 
@@ -46,8 +46,8 @@ struct Gemm {
         !std::same_as<D, Cpu>,
         "weft: no CPU GEMM is visible here; include <weft/ops/matmul.hpp> (or <weft/ops/cpu/gemm.hpp>)");
     static_assert(!std::same_as<D, Cuda>,
-                  "weft: matmul, bmm and linear on Cuda tensors are not implemented yet (the cuBLAS GEMM, "
-                  "Gemm<Cuda>, comes with the CUDA ops); compute on the CPU: x.to<Cpu>()");
+                  "weft: no CUDA GEMM is visible here; include <weft/ops/matmul.hpp> (or <weft/ops/cuda/gemm.cuh>) "
+                  "in a translation unit compiled by nvcc with WEFT_CUDA");
 };
 
 }  // namespace weft

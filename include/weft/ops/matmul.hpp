@@ -28,7 +28,7 @@
 // functions, for the autograd nodes to call; `need_*` flags skip gradients nobody needs.
 //
 // The work goes through `Gemm<D>` (ops/gemm.hpp): on the CPU OpenBLAS or Eigen (ops/cpu/), for
-// float and double. Cuda tensors fail to compile until the cuBLAS `Gemm<Cuda>` exists.
+// float and double; on CUDA cuBLAS (ops/cuda/gemm.cuh), for those and bf16 and half.
 #pragma once
 
 #include <utility>
@@ -40,6 +40,9 @@
 #include "../expr.hpp"
 #include "cpu/gemm.hpp"
 #include "gemm.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/gemm.cuh"
+#endif
 
 namespace weft {
 
