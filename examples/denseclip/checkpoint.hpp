@@ -29,12 +29,12 @@ struct TrainingState {
     std::string config;
 };
 
-template <Element T>
-void save_training_checkpoint(const std::filesystem::path& path, const DenseClip<T>& model,
-                              const optim::AdamW<T>& opt, const TrainingState& s) {
+template <Element T, Device D>
+void save_training_checkpoint(const std::filesystem::path& path, const DenseClip<T, D>& model,
+                              const optim::AdamW<T, D>& opt, const TrainingState& s) {
     std::vector<SafetensorsEntry> entries;
-    for (const auto& e : model.named_state())
-        e.tensor.visit([&](const auto& t) { entries.emplace_back(e.name, t.detach()); });
+    for (const auto& e : model.named_state())  // host copies of a model on the GPU
+        e.tensor.visit([&](const auto& t) { entries.emplace_back(e.name, t.detach().template to<Cpu>()); });
     for (auto& e : opt.state_entries("optimizer.")) entries.push_back(std::move(e));
     save_safetensors(path, entries,
                      {{"weft.denseclip.iter", std::to_string(s.iter)},
@@ -45,9 +45,9 @@ void save_training_checkpoint(const std::filesystem::path& path, const DenseClip
 }
 
 // Loads the model (strict) and, when `opt` is given, the optimizer state; returns the metadata.
-template <Element T>
-TrainingState load_training_checkpoint(const std::filesystem::path& path, DenseClip<T>& model,
-                                       optim::AdamW<T>* opt) {
+template <Element T, Device D>
+TrainingState load_training_checkpoint(const std::filesystem::path& path, DenseClip<T, D>& model,
+                                       optim::AdamW<T, D>* opt) {
     const auto ck = Checkpoint::open(path);
     load_denseclip(model, ck);
     const SafetensorsFile f = SafetensorsFile::open(path);

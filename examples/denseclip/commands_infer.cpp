@@ -1,4 +1,5 @@
-// examples/denseclip/commands_infer.cpp: `eval`, `predict` and `zeroshot`.
+// examples/denseclip/commands_infer.cpp: `eval`, `predict` and `zeroshot` (eval and predict on the CPU;
+// --device cuda goes to commands_cuda.cu).
 #include <cstdio>
 #include <iostream>
 
@@ -13,7 +14,7 @@
 
 #include "classes.hpp"
 #include "commands.hpp"
-#include "evaluate.hpp"
+#include "infer_commands.hpp"
 #include "overlay.hpp"
 
 namespace denseclip {
@@ -21,61 +22,16 @@ namespace denseclip {
 namespace fs = std::filesystem;
 using namespace weft;
 
-namespace {
-
-std::unique_ptr<DenseClip<float>> load_model(const DenseClipConfig& cfg, const fs::path& checkpoint,
-                                             const fs::path& vocab) {
-    auto model = std::make_unique<DenseClip<float>>(cfg, class_tokens(vocab, cfg));
-    load_denseclip(*model, Checkpoint::open(checkpoint));
-    model->eval();
-    return model;
+void eval_command(const DenseClipConfig& cfg, const InferCommand& c, const fs::path& data_root,
+                  const std::string& split, bool json) {
+    if (c.device == "cuda") return cuda_eval_command(cfg, c, data_root, split, json);
+    run_eval<Cpu>(cfg, c, data_root, split, json);
 }
 
-InferenceOptions inference_options(const DenseClipConfig& cfg, const std::string& mode, bool aug) {
-    auto o = InferenceOptions::from(cfg, aug);
-    if (!mode.empty()) o.mode = mode;
-    return o;
-}
-
-}  // namespace
-
-void eval_command(const DenseClipConfig& cfg, const fs::path& data_root, const std::string& split,
-                  const fs::path& checkpoint, const std::string& mode, bool aug, bool json, const fs::path& vocab) {
-    const data::Ade20k set(data_root, split, cfg.data.reduce_zero_label);
-    const auto model = load_model(cfg, checkpoint, vocab);
-    const auto options = inference_options(cfg, mode, aug);
-    const auto r = evaluate(*model, set, options, [](index_t done, index_t total) {
-        std::fprintf(stderr, "\r%lld/%lld images", (long long)done, (long long)total);
-        if (done == total) std::fputc('\n', stderr);
-    });
-    if (json) {
-        auto j = metrics::to_json(r.metrics, data::ade20k_class_names());
-        j["images"] = r.images;
-        j["mode"] = options.mode;
-        j["aug"] = aug;
-        j["seconds"] = r.seconds;
-        std::cout << j.dump(1) << "\n";
-    } else {
-        std::printf("%lld images, %s inference%s, %.1f s\n", (long long)r.images, options.mode.c_str(),
-                    aug ? " with multi-scale and flip" : "", r.seconds);
-        print_metrics(r.metrics, false);
-    }
-}
-
-void predict_command(const DenseClipConfig& cfg, const fs::path& checkpoint, const fs::path& out_dir,
-                     const std::vector<std::string>& images, const std::string& mode, bool aug, const fs::path& vocab) {
-    const auto model = load_model(cfg, checkpoint, vocab);
-    const Inference<float> infer(*model, inference_options(cfg, mode, aug));
-    fs::create_directories(out_dir / "overlay");
-    for (const auto& path : images) {
-        const auto rgb = data::read_image(path);
-        const auto pred = infer.predict(rgb);  // [H, W] 0..K-1
-        const auto stem = fs::path(path).stem().string();
-        data::write_png(out_dir / (stem + ".png"), ade_encoded(pred));
-        data::write_png(out_dir / "overlay" / (stem + ".png"), colour_overlay(rgb, pred));
-        std::printf("%s -> %s, %s\n", path.c_str(), (out_dir / (stem + ".png")).c_str(),
-                    (out_dir / "overlay" / (stem + ".png")).c_str());
-    }
+void predict_command(const DenseClipConfig& cfg, const InferCommand& c, const fs::path& out_dir,
+                     const std::vector<std::string>& images) {
+    if (c.device == "cuda") return cuda_predict_command(cfg, c, out_dir, images);
+    run_predict<Cpu>(cfg, c, out_dir, images);
 }
 
 // MaskCLIP's training-free segmentation with ADE20K's class names. The text side: every class

@@ -28,13 +28,13 @@ struct EvalResult {
 // `progress(done, total)` is called after each image (for a progress line), if given. With
 // `comm`, every rank predicts every world-size-th image and the confusion tables are summed over
 // the ranks, so each rank returns the metrics of the whole split (`done` counts its own images).
-template <Element T>
-EvalResult evaluate(DenseClip<T>& model, const data::Ade20k& split, const InferenceOptions& options,
+template <Element T, Device D>
+EvalResult evaluate(DenseClip<T, D>& model, const data::Ade20k& split, const InferenceOptions& options,
                     const std::function<void(index_t, index_t)>& progress = nullptr,
                     dist::Communicator* comm = nullptr) {
     WEFT_CHECK(split.size() > 0, "denseclip evaluate: the split has no images");
     const auto start = std::chrono::steady_clock::now();
-    const Inference<T> infer(model, options);
+    const Inference<T, D> infer(model, options);
     metrics::ConfusionMatrix cm(model.config().num_classes(), model.config().ignore_index);
     const index_t rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
     for (index_t i = rank, done = 0; i < split.size(); i += world) {
@@ -44,10 +44,10 @@ EvalResult evaluate(DenseClip<T>& model, const data::Ade20k& split, const Infere
     }
     EvalResult r;
     if (world > 1) {
-        auto table = cm.to_tensor();  // [K, K]
+        auto table = cm.to_tensor().template to<D>();  // [K, K], on the communicator's device
         comm->all_reduce(table);
         metrics::ConfusionMatrix all(cm.num_classes(), cm.ignore_index());
-        all.add_counts(table);
+        all.add_counts(table.template to<Cpu>());
         r.metrics = metrics::segmentation_metrics(all);
     } else {
         r.metrics = metrics::segmentation_metrics(cm);

@@ -6,6 +6,10 @@
 //   auto probs = infer.probabilities(rgb);   // [H, W, 3] uint8 -> [K, H, W]
 //   auto pred  = infer.predict(rgb);         // [H, W] class indices (uint8)
 //
+// A model on the GPU (DenseClip<float, Cuda>) infers there: the image is resized and normalised
+// on the host (OpenCV's integer resize rule), copied over once, and only the [H, W] prediction
+// comes back.
+//
 // For each scale (1.0, or the config's aug_ratios with --aug) and flip:
 //   resize keep-ratio into (img_scale · ratio) with OpenCV's bilinear (mmcv.rescale_size rule),
 //   normalise, flip if asked, then
@@ -25,6 +29,7 @@
 #include <weft/data/resize_cv.hpp>
 #include <weft/data/seg_transforms.hpp>
 #include <weft/expr.hpp>
+#include <weft/ops/gather.hpp>
 #include <weft/ops/interpolate.hpp>
 #include <weft/ops/softmax.hpp>
 
@@ -57,8 +62,14 @@ struct InferenceOptions {
 };
 
 // x [N, C, H, W] mirrored along W.
-template <Element T>
-Tensor<T, 4> flip_horizontal(const Tensor<T, 4>& x) {
+template <Element T, Device D>
+Tensor<T, 4, D> flip_horizontal(const Tensor<T, 4, D>& x) {
+    if constexpr (!std::same_as<D, Cpu>) {  // a gather of the columns in reverse order
+        const index_t W = x.size(3);
+        auto reversed = Tensor<std::int64_t, 1>::empty({W});
+        for (index_t j = 0; j < W; ++j) reversed.data()[j] = W - 1 - j;
+        return index_select(x, 3, reversed.template to<D>());
+    }
     const auto src = x.contiguous();
     auto out = Tensor<T, 4>::empty(src.shape());
     const index_t rows = src.size(0) * src.size(1) * src.size(2), W = src.size(3);
@@ -71,10 +82,10 @@ Tensor<T, 4> flip_horizontal(const Tensor<T, 4>& x) {
     return out;
 }
 
-template <Element T = float>
+template <Element T = float, Device D = Cpu>
 class Inference {
 public:
-    Inference(DenseClip<T>& model, InferenceOptions options) : model_(model), o_(std::move(options)) {
+    Inference(DenseClip<T, D>& model, InferenceOptions options) : model_(model), o_(std::move(options)) {
         WEFT_CHECK(o_.mode == "whole" || o_.mode == "slide", "denseclip inference: mode '", o_.mode,
                    "' must be whole or slide");
         WEFT_CHECK(o_.crop[0] > 0 && o_.crop[1] > 0 && o_.stride[0] > 0 && o_.stride[1] > 0,
@@ -83,17 +94,17 @@ public:
     }
 
     // Normalised image [1, 3, H, W] -> logits [1, K, H, W] (at the image's size).
-    Tensor<T, 4> logits(const Tensor<T, 4>& image) const {
+    Tensor<T, 4, D> logits(const Tensor<T, 4, D>& image) const {
         return o_.mode == "whole" ? model_.encode_decode(image) : slide(image);
     }
 
     // An RGB image [H, W, 3] -> class probabilities [K, H, W], averaged over scales and flips.
-    Tensor<T, 3> probabilities(const Tensor<std::uint8_t, 3>& rgb) const {
+    Tensor<T, 3, D> probabilities(const Tensor<std::uint8_t, 3>& rgb) const {
         WEFT_CHECK(rgb.size(2) == 3, "denseclip inference: image of shape ", rgb.shape(), " must be [H, W, 3]");
         model_.eval();
         NoGrad no_grad;
         const index_t H = rgb.size(0), W = rgb.size(1);
-        Tensor<T, 3> sum;
+        Tensor<T, 3, D> sum;
         int n = 0;
         for (double r : o_.ratios) {
             // mmseg's MultiScaleFlipAug: (int(long · r), int(short · r)), then the keep-ratio rule.
@@ -101,7 +112,7 @@ public:
                                               index_t(double(o_.img_scale[1]) * r));
             const auto resized = data::resize_bilinear_cv(rgb, s.h, s.w);
             const Tensor<T, 3> chw = cast<T>(o_.normalize(resized));  // [3, h, w]
-            const auto image = chw.reshape(1, 3, s.h, s.w);
+            const auto image = chw.reshape(1, 3, s.h, s.w).template to<D>();
             for (int f = 0; f < (o_.flip ? 2 : 1); ++f) {
                 auto x = f ? flip_horizontal(image) : image;
                 auto l = interpolate(logits(x), std::array<index_t, 2>{H, W}, Interpolation::bilinear, false);
@@ -120,20 +131,21 @@ public:
     Tensor<std::uint8_t, 2> predict(const Tensor<std::uint8_t, 3>& rgb) const {
         const auto p = probabilities(rgb);
         WEFT_CHECK(p.size(0) <= 255, "denseclip inference: ", p.size(0), " classes do not fit 8-bit predictions");
-        return cast<std::uint8_t>(argmax(p, 0));
+        const Tensor<std::uint8_t, 2, D> pred = cast<std::uint8_t>(argmax(p, 0));
+        return pred.template to<Cpu>();
     }
 
     const InferenceOptions& options() const { return o_; }
 
 private:
-    Tensor<T, 4> slide(const Tensor<T, 4>& image) const {
+    Tensor<T, 4, D> slide(const Tensor<T, 4, D>& image) const {
         const index_t H = image.size(2), W = image.size(3);
         const auto [ch, cw] = o_.crop;
         const auto [sh, sw] = o_.stride;
         const index_t rows = std::max<index_t>(H - ch + sh - 1, 0) / sh + 1;
         const index_t cols = std::max<index_t>(W - cw + sw - 1, 0) / sw + 1;
-        Tensor<T, 4> sum;
-        auto count = Tensor<T, 2>::zeros({H, W});
+        Tensor<T, 4, D> sum;
+        auto count = Tensor<T, 2, D>::zeros({H, W});
         for (index_t i = 0; i < rows; ++i) {
             for (index_t j = 0; j < cols; ++j) {
                 index_t y1 = i * sh, x1 = j * sw;
@@ -142,7 +154,7 @@ private:
                 x1 = std::max<index_t>(x2 - cw, 0);
                 const auto window = image.narrow(2, y1, y2 - y1).narrow(3, x1, x2 - x1).contiguous();
                 const auto l = model_.encode_decode(window);  // [1, K, y2 - y1, x2 - x1]
-                if (!sum.defined()) sum = Tensor<T, 4>::zeros({1, l.size(1), H, W});
+                if (!sum.defined()) sum = Tensor<T, 4, D>::zeros({1, l.size(1), H, W});
                 auto region = sum.narrow(2, y1, y2 - y1).narrow(3, x1, x2 - x1);
                 region = region + l;
                 auto c = count.narrow(0, y1, y2 - y1).narrow(1, x1, x2 - x1);
@@ -152,7 +164,7 @@ private:
         return eval(sum / count.reshape(1, 1, H, W));
     }
 
-    DenseClip<T>& model_;
+    DenseClip<T, D>& model_;
     InferenceOptions o_;
 };
 

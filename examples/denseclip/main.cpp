@@ -2,6 +2,7 @@
 //
 //   denseclip make-synthetic --out data/synthetic
 //   denseclip train   --config examples/denseclip/configs/tiny.json --data-root data/synthetic --work-dir work/tiny
+//   denseclip train   ... --device cuda       (train, eval and predict: the model on the GPU)
 //   denseclip eval    --config ... --data-root data/synthetic --checkpoint work/tiny/iter_600.safetensors
 //   denseclip predict --config ... --checkpoint ... --out preds IMAGE...
 //   denseclip score   --pred preds --gt data/synthetic/annotations/validation --json
@@ -29,6 +30,11 @@ int main(int argc, char** argv) {
     vocab = std::string(WEFT_SHARED_DIR) + "/data/clip/bpe_simple_vocab_16e6.txt.gz";
 #endif
     if (const char* v = std::getenv("WEFT_CLIP_VOCAB")) vocab = v;
+    const auto add_device = [](CLI::App* s, std::string& device) {
+        s->add_option("--device", device, "where the model runs: cpu, or cuda (a build with -DWEFT_CUDA=ON)")
+            ->check(CLI::IsMember({"cpu", "cuda"}))
+            ->capture_default_str();
+    };
     const auto add_vocab = [&](CLI::App* s) {
         s->add_option("--vocab", vocab, "CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz; env WEFT_CLIP_VOCAB)")
             ->capture_default_str();
@@ -69,22 +75,25 @@ int main(int argc, char** argv) {
         ->check(CLI::ExistingFile);
     train_cmd->add_flag("--freeze-text", topt.freeze_text,
                         "keep the text encoder exactly fixed (default: DenseCLIP's lr 0 with the min_lr leak)");
+    add_device(train_cmd, topt.device);
     add_vocab(train_cmd);
 
     // eval
     auto* eval_cmd = app.add_subcommand("eval", "evaluate a checkpoint: per-class IoU table, mIoU, mAcc, aAcc");
-    std::string checkpoint, split = "validation", mode;
-    bool aug = false, json = false;
+    std::string checkpoint, split = "validation";
+    InferCommand infer;
+    bool json = false;
     eval_cmd->add_option("--config", config_path, "JSON config")->required()->check(CLI::ExistingFile);
     eval_cmd->add_option("--data-root", data_root, "ADEChallengeData2016-style folder")->required();
     eval_cmd->add_option("--checkpoint", checkpoint, "weft checkpoint or released DenseCLIP .pth")
         ->required()
         ->check(CLI::ExistingFile);
     eval_cmd->add_option("--split", split, "split folder under images/ and annotations/")->capture_default_str();
-    eval_cmd->add_option("--mode", mode, "whole or slide (default: the config's)")
+    eval_cmd->add_option("--mode", infer.mode, "whole or slide (default: the config's)")
         ->check(CLI::IsMember({"whole", "slide"}));
-    eval_cmd->add_flag("--aug", aug, "multi-scale and flip test (the config's aug_ratios)");
+    eval_cmd->add_flag("--aug", infer.aug, "multi-scale and flip test (the config's aug_ratios)");
     eval_cmd->add_flag("--json", json, "print the metrics as JSON (fractions)");
+    add_device(eval_cmd, infer.device);
     add_vocab(eval_cmd);
 
     // predict
@@ -96,10 +105,11 @@ int main(int argc, char** argv) {
         ->required()
         ->check(CLI::ExistingFile);
     predict_cmd->add_option("--out", out_dir, "output folder")->required();
-    predict_cmd->add_option("--mode", mode, "whole or slide (default: the config's)")
+    predict_cmd->add_option("--mode", infer.mode, "whole or slide (default: the config's)")
         ->check(CLI::IsMember({"whole", "slide"}));
-    predict_cmd->add_flag("--aug", aug, "multi-scale and flip test");
+    predict_cmd->add_flag("--aug", infer.aug, "multi-scale and flip test");
     predict_cmd->add_option("images", images, "images to segment")->required()->check(CLI::ExistingFile);
+    add_device(predict_cmd, infer.device);
     add_vocab(predict_cmd);
 
     // score
@@ -140,10 +150,11 @@ int main(int argc, char** argv) {
             if (stop_at > 0) topt.stop_at = stop_at;
             if (!clip_weights.empty()) topt.clip_weights = clip_weights;
             train_command(cfg, topt);
-        } else if (*eval_cmd) {
-            eval_command(read_config(config_path), data_root, split, checkpoint, mode, aug, json, vocab);
-        } else if (*predict_cmd) {
-            predict_command(read_config(config_path), checkpoint, out_dir, images, mode, aug, vocab);
+        } else if (*eval_cmd || *predict_cmd) {
+            infer.checkpoint = checkpoint;
+            infer.vocab = vocab;
+            if (*eval_cmd) eval_command(read_config(config_path), infer, data_root, split, json);
+            else predict_command(read_config(config_path), infer, out_dir, images);
         } else if (*score_cmd) {
             score_command(pred_dir, gt_dir, json);
         } else if (*zs_cmd) {

@@ -73,10 +73,14 @@ LossTerms train_step(DenseClip<T, D>& model, optim::AdamW<T, D>& opt, const opti
     if (dp) {
         dp->synchronize();
         // Each rank's terms are means over equal slices: their mean is the global batch's.
-        double v[3] = {terms.total, terms.decode, terms.aux};
-        dp->communicator().all_reduce_async(v, 3, DType::f64, dist::ReduceOp::sum).wait();
+        // Reduced on the model's device: NCCL, the communicator of GPU training, reads GPU memory only.
+        auto v = Tensor<double, 1>::empty({3});
+        v.data()[0] = terms.total, v.data()[1] = terms.decode, v.data()[2] = terms.aux;
+        auto on_device = v.template to<D>();
+        dp->communicator().all_reduce(on_device);
+        v = on_device.template to<Cpu>();
         const double n = dp->size();
-        terms = {v[0] / n, v[1] / n, v[2] / n};
+        terms = {v.data()[0] / n, v.data()[1] / n, v.data()[2] / n};
     }
     opt.step();
     return terms;

@@ -1,6 +1,7 @@
 // examples/denseclip/train.hpp: the iteration-based training run of `denseclip train`.
 //
-//   denseclip::train(cfg, {.data_root = "data/synthetic", .work_dir = "work/tiny"});
+//   denseclip::train<Cpu>(cfg, {.data_root = "data/synthetic", .work_dir = "work/tiny"});
+//   denseclip::train<Cuda>(cfg, options);   // in a translation unit nvcc compiles (commands_cuda.cu)
 //
 // What a run leaves in the work dir:
 //   log.jsonl            one JSON object per logged iteration: iter, loss, loss_decode, loss_aux
@@ -44,6 +45,7 @@
 
 #include "checkpoint.hpp"
 #include "classes.hpp"
+#include "commands.hpp"
 #include "evaluate.hpp"
 #include "svg_plot.hpp"
 #include "train_options.hpp"
@@ -133,8 +135,12 @@ struct Curves {
 
 }  // namespace detail
 
-// Runs (or resumes) training; returns the final validation metrics when a validation split exists.
-inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& o) {
+// Runs (or resumes) training on device D; returns the final validation metrics when a validation
+// split exists. On Cuda the batches are loaded and augmented on the host (the loader's worker
+// threads) and copied to the GPU once each; checkpoints hold host copies, so a run may resume on
+// the other device.
+template <Device D>
+std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& o) {
     namespace fs = std::filesystem;
     if (o.iters) cfg.train.iters = *o.iters;
     if (o.batch_size) cfg.train.batch_size = *o.batch_size;
@@ -151,7 +157,7 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
 
     // The model, initialised from the seed (dropout then draws from the same generator).
     manual_seed(o.seed);
-    DenseClip<float> model(cfg, class_tokens(o.vocab, cfg));
+    DenseClip<float, D> model(cfg, class_tokens(o.vocab, cfg));
     const auto weights = o.clip_weights ? std::optional<fs::path>(*o.clip_weights)
                                         : (cfg.clip_weights ? std::optional<fs::path>(*cfg.clip_weights) : std::nullopt);
     if (weights && !o.resume) {
@@ -180,7 +186,7 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
         if (lead)
             std::fprintf(stderr, "resuming from %s at iteration %lld\n", (o.work_dir / name).c_str(), (long long)start);
     }
-    std::optional<dist::DataParallel<float>> dp;
+    std::optional<dist::DataParallel<float, D>> dp;
     if (world > 1) {
         dist::synchronize_batch_norm(model, comm);
         dp.emplace(comm, model);
@@ -287,7 +293,8 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
             batch = loader.next();
         }
         data_time += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const auto l = train_step(model, opt, sched, iter, batch->images, batch->labels, dp ? &*dp : nullptr);
+        const auto l = train_step(model, opt, sched, iter, batch->images.template to<D>(),
+                                  batch->labels.template to<D>(), dp ? &*dp : nullptr);
         WEFT_CHECK(std::isfinite(l.total), "denseclip train: the loss became ", l.total, " at iteration ", iter + 1,
                    " (batch of ", batch->names.front(), ", ...)");
         sum.total += l.total, sum.decode += l.decode, sum.aux += l.aux;
@@ -332,6 +339,32 @@ inline std::optional<EvalResult> train(DenseClipConfig cfg, const TrainOptions& 
         }
     }
     return last_eval;
+}
+
+// `denseclip train` on device D once the communicator is up (null: one process): trains, and
+// rank 0 prints the final evaluation. A rank that fails ends the whole job, since the others
+// may be waiting in a collective it will never join.
+template <Device D>
+void train_and_report(const DenseClipConfig& cfg, TrainOptions o, dist::Communicator* comm) {
+    o.comm = comm;
+    const bool lead = !comm || comm->rank() == 0;
+    std::optional<EvalResult> r;
+    try {
+        r = train<D>(cfg, o);
+    } catch (const std::exception& e) {
+        if (comm && comm->size() > 1) {
+            std::fprintf(stderr, "\ndenseclip train (rank %d of %d): %s\n", comm->rank(), comm->size(), e.what());
+            comm->abort(1);
+        }
+        throw;
+    }
+    if (!lead) return;
+    if (r) {
+        std::printf("\nvalidation after %lld iterations (%lld images):\n", (long long)o.iters.value_or(cfg.train.iters),
+                    (long long)r->images);
+        print_metrics(r->metrics, false);
+    }
+    std::printf("work dir: %s (log.jsonl, eval.jsonl, loss.svg, miou.svg, checkpoints)\n", o.work_dir.c_str());
 }
 
 }  // namespace denseclip

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
 
 #include <weft/dist/communicator.hpp>
 
@@ -20,6 +21,7 @@ struct TrainOptions {
     bool freeze_text = false;
     std::filesystem::path vocab;  // CLIP's BPE vocabulary
     int workers = -1;             // -1: the config's
+    std::string device = "cpu";   // "cpu" or "cuda" (the model, its gradients and AdamW on the GPU)
     // Data-parallel: this process is one rank of `comm`'s world, batch_size is per rank (the
     // global batch is batch_size x world size), rank 0 writes logs and checkpoints. Null: alone.
     weft::dist::Communicator* comm = nullptr;
