@@ -28,7 +28,9 @@
 // p = exp(x - lse) on the fly: dl_i/dx_ic = ((1 - e) w[t] + e W / C) p_ic - (1 - e) w[t] [c == t]
 // - e / C * w_c, scaled by the incoming gradient. Positions are processed in fixed blocks whose
 // partial sums are added in order, so the loss has the same bits for any number of threads.
-// The class weights take no gradient (as in PyTorch).
+// The class weights take no gradient (as in PyTorch). On CUDA (ops/cuda/cross_entropy.cuh) the
+// same plan runs as kernels: fixed tiles of positions, their sums added in order on the device,
+// the reduced loss and the backward's scale never leaving the GPU.
 #pragma once
 
 #include <cmath>
@@ -42,6 +44,10 @@
 #include "../core/tensor.hpp"
 #include "../exec/cpu/thread_pool.hpp"
 #include "../expr.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/cross_entropy.cuh"
+#include "cuda/index_check.cuh"
+#endif
 
 namespace weft {
 
@@ -296,7 +302,8 @@ CrossEntropyInputs<T, R, D> cross_entropy_inputs(const Tensor<T, R, D>& logits,
     if (opt.weight.defined()) {
         in.weight = opt.weight.detach().contiguous();
         a.weight = in.weight.data();
-        for (index_t k = 0; k < classes; ++k) a.weight_total += double(convert<compute_t<T>>(a.weight[k]));
+        if constexpr (std::same_as<D, Cpu>)  // on CUDA the kernels add the weights up themselves
+            for (index_t k = 0; k < classes; ++k) a.weight_total += double(convert<compute_t<T>>(a.weight[k]));
     } else {
         a.weight_total = double(classes);
     }
@@ -320,6 +327,53 @@ Tensor<T, R, D> logits_grad(const CrossEntropyInputs<T, R, D>& in, const Tensor<
     return grad;
 }
 
+#if WEFT_WITH_CUDA
+// ---- CUDA: the same arrays, handed to ops/cuda/cross_entropy.cuh --------------------------
+
+template <class T>
+cuda::CrossEntropyProblem<T> cuda_problem(const CrossEntropyArrays<T>& a) {
+    cuda::CrossEntropyProblem<T> p;
+    p.x = a.x;
+    p.target = a.target;
+    p.weight = a.weight;
+    p.n = a.n;
+    p.c = a.c;
+    p.s = a.s;
+    p.ignore_index = a.ignore_index;
+    p.smoothing = a.smoothing;
+    return p;
+}
+
+inline cuda::LossDenominator cuda_denominator(Reduction r) {
+    switch (r) {
+        case Reduction::mean: return cuda::LossDenominator::weight_sum;
+        case Reduction::mean_all: return cuda::LossDenominator::positions;
+        case Reduction::sum: return cuda::LossDenominator::one;
+    }
+    return cuda::LossDenominator::one;
+}
+
+// The CPU forward's target check (checked_target), run on the device before the kernels: the
+// same message for the same first bad position.
+template <class T>
+void check_targets_on_device(const CrossEntropyArrays<T>& a, const char* op) {
+    const index_t p = cuda::first_bad_index(a.target, a.n * a.s, a.c, &a.ignore_index);
+    if (p >= 0)
+        WEFT_FAIL(op, ": target value ", cuda::index_at(a.target, p), " (at flat position ", p, ") is outside [0, ",
+                  a.c, ") for ", a.c, " classes and is not ignore_index (", a.ignore_index, ")");
+}
+
+// The logits' gradient for a rank-0 incoming gradient of the reduced loss (g_scalar) or a
+// dense per-position one (g_per).
+template <class T, int R>
+Tensor<T, R, Cuda> cuda_logits_grad(const CrossEntropyInputs<T, R, Cuda>& in, const cuda::CrossEntropyDeviceForward<T>& f,
+                                    const T* g_scalar, const T* g_per) {
+    auto grad = Tensor<T, R, Cuda>::empty(in.x.shape());
+    cuda::cross_entropy_grad(cuda_problem(in.arrays), f, g_scalar, g_per, grad.data());
+    return grad;
+}
+#endif
+
 }  // namespace detail
 
 // ---- backward ------------------------------------------------------------------------------
@@ -329,11 +383,20 @@ template <Element T, int R, Device D>
 Tensor<T, R, D> cross_entropy_backward(const Tensor<T, 0, D>& grad_out, const Tensor<T, R, D>& logits,
                                        const Tensor<std::int64_t, R - 1, D>& target,
                                        const std::type_identity_t<CrossEntropyOptions<T, D>>& options = {}) {
-    static_assert(std::same_as<D, Cpu>, "weft: cross_entropy on CUDA comes with the CUDA kernels");
     const auto in = detail::cross_entropy_inputs(logits, target, options, "cross_entropy_backward");
-    const auto f = detail::cross_entropy_forward<T, D>(in.arrays, nullptr, "cross_entropy_backward");
-    const double denom = detail::reduction_denominator(options.reduction, f.weight_sum, f.positions);
-    return detail::logits_grad(in, f.lse, static_cast<const T*>(nullptr), double(convert<compute_t<T>>(grad_out.item())) / denom);
+    if constexpr (std::same_as<D, Cpu>) {
+        const auto f = detail::cross_entropy_forward<T, D>(in.arrays, nullptr, "cross_entropy_backward");
+        const double denom = detail::reduction_denominator(options.reduction, f.weight_sum, f.positions);
+        return detail::logits_grad(in, f.lse, static_cast<const T*>(nullptr), double(convert<compute_t<T>>(grad_out.item())) / denom);
+    } else {
+#if WEFT_WITH_CUDA
+        detail::check_targets_on_device(in.arrays, "cross_entropy_backward");
+        const auto f = cuda::cross_entropy_forward(detail::cuda_problem(in.arrays),
+                                                   detail::cuda_denominator(options.reduction), static_cast<T*>(nullptr),
+                                                   static_cast<T*>(nullptr));
+        return detail::cuda_logits_grad(in, f, grad_out.data(), static_cast<const T*>(nullptr));
+#endif
+    }
 }
 
 // Gradient of sum(grad_out * cross_entropy_per_element(logits, target, options)).
@@ -341,13 +404,22 @@ template <Element T, int R, Device D>
 Tensor<T, R, D> cross_entropy_per_element_backward(const Tensor<T, R - 1, D>& grad_out, const Tensor<T, R, D>& logits,
                                                    const Tensor<std::int64_t, R - 1, D>& target,
                                                    const std::type_identity_t<CrossEntropyOptions<T, D>>& options = {}) {
-    static_assert(std::same_as<D, Cpu>, "weft: cross_entropy on CUDA comes with the CUDA kernels");
     WEFT_CHECK(grad_out.shape() == target.shape(), "cross_entropy_per_element_backward: grad_out of shape ",
                grad_out.shape(), " differs from target of shape ", target.shape());
     const auto in = detail::cross_entropy_inputs(logits, target, options, "cross_entropy_per_element_backward");
-    const auto f = detail::cross_entropy_forward<T, D>(in.arrays, nullptr, "cross_entropy_per_element_backward");
-    const auto g = grad_out.detach().contiguous();
-    return detail::logits_grad(in, f.lse, g.data(), 1.0);
+    if constexpr (std::same_as<D, Cpu>) {
+        const auto f = detail::cross_entropy_forward<T, D>(in.arrays, nullptr, "cross_entropy_per_element_backward");
+        const auto g = grad_out.detach().contiguous();
+        return detail::logits_grad(in, f.lse, g.data(), 1.0);
+    } else {
+#if WEFT_WITH_CUDA
+        detail::check_targets_on_device(in.arrays, "cross_entropy_per_element_backward");
+        const auto f = cuda::cross_entropy_forward(detail::cuda_problem(in.arrays), cuda::LossDenominator::one,
+                                                   static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+        const auto g = grad_out.detach().contiguous();
+        return detail::cuda_logits_grad(in, f, static_cast<const T*>(nullptr), g.data());
+#endif
+    }
 }
 
 // ---- forward -------------------------------------------------------------------------------
@@ -358,20 +430,38 @@ Tensor<T, 0, D> cross_entropy(const Tensor<T, R, D>& logits, const Tensor<std::i
                               const std::type_identity_t<CrossEntropyOptions<T, D>>& options = {}) {
     static_assert(R >= 2, "weft: cross_entropy takes logits [N, C] or [N, C, d1, ...] (classes on axis 1)");
     static_assert(FloatingElement<T>, "weft: cross_entropy needs floating-point logits");
-    static_assert(std::same_as<D, Cpu>, "weft: cross_entropy on CUDA comes with the CUDA kernels");
     auto in = detail::cross_entropy_inputs(logits, target, options, "cross_entropy");
-    const auto f = detail::cross_entropy_forward<T, D>(in.arrays, nullptr, "cross_entropy");
-    const double denom = detail::reduction_denominator(options.reduction, f.weight_sum, f.positions);
-    auto out = Tensor<T, 0, D>::full(Shape<0>{}, convert<T>(compute_t<T>(f.loss_sum / denom)));
-    if (needs_grad(logits))
-        record(
-            out, "cross_entropy",
-            [logits, in, lse = f.lse, denom](const Tensor<T, 0, D>& g) {
-                const double scale = double(convert<compute_t<T>>(g.item())) / denom;
-                accumulate_grad(logits, detail::logits_grad(in, lse, static_cast<const T*>(nullptr), scale));
-            },
-            logits);
-    return out;
+    if constexpr (std::same_as<D, Cpu>) {
+        const auto f = detail::cross_entropy_forward<T, D>(in.arrays, nullptr, "cross_entropy");
+        const double denom = detail::reduction_denominator(options.reduction, f.weight_sum, f.positions);
+        auto out = Tensor<T, 0, D>::full(Shape<0>{}, convert<T>(compute_t<T>(f.loss_sum / denom)));
+        if (needs_grad(logits))
+            record(
+                out, "cross_entropy",
+                [logits, in, lse = f.lse, denom](const Tensor<T, 0, D>& g) {
+                    const double scale = double(convert<compute_t<T>>(g.item())) / denom;
+                    accumulate_grad(logits, detail::logits_grad(in, lse, static_cast<const T*>(nullptr), scale));
+                },
+                logits);
+        return out;
+    } else {
+#if WEFT_WITH_CUDA
+        // The loss is written on the device, and the backward reads g and the denominator there:
+        // no value crosses to the host (target validation aside, see ops/cuda/index_check.cuh).
+        detail::check_targets_on_device(in.arrays, "cross_entropy");
+        auto out = Tensor<T, 0, D>::empty(Shape<0>{});
+        auto f = cuda::cross_entropy_forward(detail::cuda_problem(in.arrays), detail::cuda_denominator(options.reduction),
+                                             static_cast<T*>(nullptr), out.data());
+        if (needs_grad(logits))
+            record(
+                out, "cross_entropy",
+                [logits, in, f](const Tensor<T, 0, D>& g) {
+                    accumulate_grad(logits, detail::cuda_logits_grad(in, f, g.data(), static_cast<const T*>(nullptr)));
+                },
+                logits);
+        return out;
+#endif
+    }
 }
 
 // The unreduced losses l_i, shaped as the target: [N, d1, ...] (0 where ignored).
@@ -381,18 +471,33 @@ Tensor<T, R - 1, D> cross_entropy_per_element(const Tensor<T, R, D>& logits,
                                               const std::type_identity_t<CrossEntropyOptions<T, D>>& options = {}) {
     static_assert(R >= 2, "weft: cross_entropy_per_element takes logits [N, C] or [N, C, d1, ...] (classes on axis 1)");
     static_assert(FloatingElement<T>, "weft: cross_entropy_per_element needs floating-point logits");
-    static_assert(std::same_as<D, Cpu>, "weft: cross_entropy on CUDA comes with the CUDA kernels");
     auto in = detail::cross_entropy_inputs(logits, target, options, "cross_entropy_per_element");
     auto out = Tensor<T, R - 1, D>::empty(target.shape());
-    const auto f = detail::cross_entropy_forward<T, D>(in.arrays, out.data(), "cross_entropy_per_element");
-    if (needs_grad(logits))
-        record(
-            out, "cross_entropy_per_element",
-            [logits, in, lse = f.lse](const Tensor<T, R - 1, D>& g) {
-                const auto gc = g.contiguous();
-                accumulate_grad(logits, detail::logits_grad(in, lse, gc.data(), 1.0));
-            },
-            logits);
+    if constexpr (std::same_as<D, Cpu>) {
+        const auto f = detail::cross_entropy_forward<T, D>(in.arrays, out.data(), "cross_entropy_per_element");
+        if (needs_grad(logits))
+            record(
+                out, "cross_entropy_per_element",
+                [logits, in, lse = f.lse](const Tensor<T, R - 1, D>& g) {
+                    const auto gc = g.contiguous();
+                    accumulate_grad(logits, detail::logits_grad(in, lse, gc.data(), 1.0));
+                },
+                logits);
+    } else {
+#if WEFT_WITH_CUDA
+        detail::check_targets_on_device(in.arrays, "cross_entropy_per_element");
+        auto f = cuda::cross_entropy_forward(detail::cuda_problem(in.arrays), cuda::LossDenominator::one, out.data(),
+                                             static_cast<T*>(nullptr));
+        if (needs_grad(logits))
+            record(
+                out, "cross_entropy_per_element",
+                [logits, in, f](const Tensor<T, R - 1, D>& g) {
+                    const auto gc = g.detach().contiguous();
+                    accumulate_grad(logits, detail::cuda_logits_grad(in, f, static_cast<const T*>(nullptr), gc.data()));
+                },
+                logits);
+#endif
+    }
     return out;
 }
 

@@ -27,7 +27,9 @@
 // exactly `Tensor<float, R>::rand(x.shape(), gen) < 1 - p` taken from the same position of
 // the stream. Results are reproducible from the seed on any number of threads, and each call
 // advances the generator past the numbers it used. The mask (bool, one byte per element, or
-// one per sample) is what the backward saves: g_x = g * mask / (1 - p).
+// one per sample) is what the backward saves: g_x = g * mask / (1 - p). On CUDA
+// (ops/cuda/dropout.cuh) the same Philox code draws the same numbers: a seed gives bitwise the
+// same mask, and the same outputs, on both devices.
 //
 // Data parallel: when the generator holds a replica slice (Generator::replica of replicas, set
 // by ReplicaScope), x is this replica's slice of the global batch along the sample axis (the
@@ -49,6 +51,9 @@
 #include "../core/tensor.hpp"
 #include "../expr.hpp"
 #include "cpu/lanes.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/dropout.cuh"
+#endif
 
 namespace weft {
 
@@ -184,7 +189,17 @@ DropoutForward<T, R, D> dropout_forward(const Tensor<T, R, D>& x, double p, Gene
         const auto xc = x.detach().contiguous();
         detail::apply_mask(xc.data(), out.mask.data(), out.y.data(), n, detail::keep_scale(p));
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: dropout on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        // One kernel draws the CPU's mask (ops/cuda/dropout.cuh) and applies it.
+        const auto xc = x.detach().contiguous();
+        if (p >= 1.0) {
+            out.mask = Tensor<bool, R, D>::zeros(x.shape());
+            out.y = Tensor<T, R, D>::zeros(x.shape());
+        } else {
+            cuda::draw_replica_keep_mask(out.mask.data(), split.outer, split.n, split.inner, p, gen, xc.data(),
+                                         out.y.data(), detail::keep_scale(p));
+        }
+#endif
     }
     return out;
 }
@@ -201,7 +216,11 @@ Tensor<T, R, D> dropout_backward(const Tensor<T, R, D>& grad_out, const Tensor<b
         const auto mc = mask.contiguous();
         detail::apply_mask(gc.data(), mc.data(), gx.data(), gx.numel(), detail::keep_scale(p));
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: dropout_backward on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto gc = grad_out.detach().contiguous();
+        const auto mc = mask.contiguous();
+        cuda::apply_mask(gc.data(), mc.data(), gx.data(), gx.numel(), detail::keep_scale(p));
+#endif
     }
     return gx;
 }
@@ -258,7 +277,20 @@ DropPathForward<T, R, D> drop_path_forward(const Tensor<T, R, D>& x, double p, G
         const auto xc = x.detach().contiguous();
         detail::apply_sample_mask(xc.data(), out.keep.data(), out.y.data(), split, detail::keep_scale(p));
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: drop_path on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        // The decisions drawn on the device as the CPU draws them (ops/cuda/dropout.cuh).
+        if (p >= 1.0) {
+            out.keep = Tensor<bool, 1, D>::zeros({split.n});
+        } else if (sliced) {
+            cuda::draw_replica_keep_mask(out.keep.data(), 1, split.n, 1, p, gen);
+        } else {  // decisions shared by the batch: the same n on every replica
+            const std::uint64_t base = gen.advance(random::Uniform<float>::blocks(std::uint64_t(split.n)));
+            cuda::draw_keep_runs(out.keep.data(), 1, split.n, 0, 0, p, gen.seed, base);
+        }
+        const auto xc = x.detach().contiguous();
+        cuda::apply_sample_mask(xc.data(), out.keep.data(), out.y.data(), split.outer, split.n, split.inner,
+                                detail::keep_scale(p));
+#endif
     }
     return out;
 }
@@ -279,7 +311,12 @@ Tensor<T, R, D> drop_path_backward(const Tensor<T, R, D>& grad_out, const Tensor
         const auto kc = keep.contiguous();
         detail::apply_sample_mask(gc.data(), kc.data(), gx.data(), split, detail::keep_scale(p));
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: drop_path_backward on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto gc = grad_out.detach().contiguous();
+        const auto kc = keep.contiguous();
+        cuda::apply_sample_mask(gc.data(), kc.data(), gx.data(), split.outer, split.n, split.inner,
+                                detail::keep_scale(p));
+#endif
     }
     return gx;
 }

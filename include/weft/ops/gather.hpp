@@ -16,7 +16,8 @@
 // gathers it for src (zero where src was not used). None of them differentiates the index.
 //
 // Parallel loops run over lines along `axis`: every line of the index writes a different line
-// of the output, so repeated indices add up in one thread, in order (deterministic).
+// of the output, so repeated indices add up in one thread, in order (deterministic). The CUDA
+// kernels (ops/cuda/gather.cuh) keep that plan: one GPU thread per line, the same bits.
 #pragma once
 
 #include <utility>
@@ -29,6 +30,11 @@
 #include "../exec/cpu/thread_pool.hpp"
 #include "../expr.hpp"
 #include "cpu/index_rows.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/gather.cuh"
+#include "cuda/index_check.cuh"
+#include "cuda/index_rows.cuh"
+#endif
 
 namespace weft {
 
@@ -73,14 +79,24 @@ struct AxisLines {
     }
 };
 
-// Every index in [0, bound); the message names the op, the index, the axis and the shape.
+// Every index in [0, bound); the message names the op, the index, the axis and the shape. On
+// CUDA the first bad one is found on the device (ops/cuda/index_check.cuh).
 template <int R, int RI, Device D>
 void check_axis_indices(const Tensor<std::int64_t, RI, D>& dense_index, index_t bound, const char* op, int axis,
                         const char* what, const Shape<R>& shape) {
-    const std::int64_t* p = dense_index.data();
-    for (index_t j = 0; j < dense_index.numel(); ++j)
-        WEFT_CHECK(p[j] >= 0 && p[j] < bound, op, ": index ", p[j], " is out of range for axis ", axis, " of ",
-                   what, " of shape ", shape, " (size ", bound, ")");
+    if constexpr (std::same_as<D, Cpu>) {
+        const std::int64_t* p = dense_index.data();
+        for (index_t j = 0; j < dense_index.numel(); ++j)
+            WEFT_CHECK(p[j] >= 0 && p[j] < bound, op, ": index ", p[j], " is out of range for axis ", axis, " of ",
+                       what, " of shape ", shape, " (size ", bound, ")");
+    } else {
+#if WEFT_WITH_CUDA
+        const index_t j = cuda::first_bad_index(dense_index.data(), dense_index.numel(), bound);
+        if (j >= 0)
+            WEFT_FAIL(op, ": index ", cuda::index_at(dense_index.data(), j), " is out of range for axis ", axis,
+                      " of ", what, " of shape ", shape, " (size ", bound, ")");
+#endif
+    }
 }
 
 template <int R, Device D>
@@ -148,7 +164,6 @@ void split_around(const Shape<R>& s, int axis, index_t& outer, index_t& inner) {
 template <Element T, int R, Device D>
 Tensor<T, R, D> gather_backward(const Tensor<T, R, D>& grad_out, const Shape<R>& x_shape, int axis,
                                 const Tensor<std::int64_t, R, D>& index) {
-    static_assert(std::same_as<D, Cpu>, "weft: gather on CUDA comes with the CUDA kernels");
     const int a = Shape<R>::normalize_axis(axis);
     WEFT_CHECK(grad_out.shape() == index.shape(), "gather_backward: grad_out of shape ", grad_out.shape(),
                " differs from index of shape ", index.shape());
@@ -156,7 +171,13 @@ Tensor<T, R, D> gather_backward(const Tensor<T, R, D>& grad_out, const Shape<R>&
     const auto idx = index.contiguous();
     detail::check_axis_indices(idx, x_shape[a], "gather_backward", a, "x", x_shape);
     auto grad_x = Tensor<T, R, D>::zeros(x_shape);
-    detail::scatter_add_lines(grad_x, grad_out.detach(), idx, a);
+    if constexpr (std::same_as<D, Cpu>) {
+        detail::scatter_add_lines(grad_x, grad_out.detach(), idx, a);
+    } else {
+#if WEFT_WITH_CUDA
+        cuda::scatter_add_lines(grad_x, grad_out.detach(), idx, a);
+#endif
+    }
     return grad_x;
 }
 
@@ -164,7 +185,6 @@ Tensor<T, R, D> gather_backward(const Tensor<T, R, D>& grad_out, const Shape<R>&
 template <Element T, int R, Device D>
 Tensor<T, R, D> index_select_backward(const Tensor<T, R, D>& grad_out, const Shape<R>& x_shape, int axis,
                                       const Tensor<std::int64_t, 1, D>& index) {
-    static_assert(std::same_as<D, Cpu>, "weft: index_select on CUDA comes with the CUDA kernels");
     const int a = Shape<R>::normalize_axis(axis);
     Shape<R> expected = x_shape;
     expected[a] = index.size(0);
@@ -177,7 +197,13 @@ Tensor<T, R, D> index_select_backward(const Tensor<T, R, D>& grad_out, const Sha
     detail::split_around(x_shape, a, outer, inner);
     const auto g = grad_out.detach().contiguous();
     auto grad_x = Tensor<T, R, D>::empty(x_shape);
-    detail::index_rows_backward(grad_x.data(), g.data(), outer, x_shape[a], inner, idx.data(), idx.numel());
+    if constexpr (std::same_as<D, Cpu>) {
+        detail::index_rows_backward(grad_x.data(), g.data(), outer, x_shape[a], inner, idx.data(), idx.numel());
+    } else {
+#if WEFT_WITH_CUDA
+        cuda::index_rows_backward(grad_x.data(), g.data(), outer, x_shape[a], inner, idx.data(), idx.numel());
+#endif
+    }
     return grad_x;
 }
 
@@ -186,7 +212,6 @@ template <Element T, int R, Device D>
 ScatterAddGrads<T, R, D> scatter_add_backward(const Tensor<T, R, D>& grad_out, int axis,
                                               const Tensor<std::int64_t, R, D>& index, const Shape<R>& src_shape,
                                               bool need_x = true, bool need_src = true) {
-    static_assert(std::same_as<D, Cpu>, "weft: scatter_add on CUDA comes with the CUDA kernels");
     const int a = Shape<R>::normalize_axis(axis);
     detail::check_index_extents<R>("scatter_add_backward", index, grad_out.shape(), a, &src_shape);
     ScatterAddGrads<T, R, D> grads;
@@ -197,7 +222,13 @@ ScatterAddGrads<T, R, D> scatter_add_backward(const Tensor<T, R, D>& grad_out, i
         // src's elements outside index's extent were not used: their gradient is zero.
         bool covers = src_shape == index.shape();
         grads.grad_src = covers ? Tensor<T, R, D>::empty(src_shape) : Tensor<T, R, D>::zeros(src_shape);
-        detail::gather_lines(grads.grad_src, grad_out.detach(), idx, a);
+        if constexpr (std::same_as<D, Cpu>) {
+            detail::gather_lines(grads.grad_src, grad_out.detach(), idx, a);
+        } else {
+#if WEFT_WITH_CUDA
+            cuda::gather_lines(grads.grad_src, grad_out.detach(), idx, a);
+#endif
+        }
     }
     return grads;
 }
@@ -208,13 +239,18 @@ ScatterAddGrads<T, R, D> scatter_add_backward(const Tensor<T, R, D>& grad_out, i
 template <Element T, int R, Device D>
 Tensor<T, R, D> gather(const Tensor<T, R, D>& x, int axis, const Tensor<std::int64_t, R, D>& index) {
     static_assert(R >= 1, "weft: gather needs tensors of rank 1 or more");
-    static_assert(std::same_as<D, Cpu>, "weft: gather on CUDA comes with the CUDA kernels");
     const int a = Shape<R>::normalize_axis(axis);
     detail::check_index_extents<R>("gather", index, x.shape(), a, nullptr);
     const auto idx = index.contiguous();
     detail::check_axis_indices(idx, x.size(a), "gather", a, "x", x.shape());
     auto out = Tensor<T, R, D>::empty(index.shape());
-    detail::gather_lines(out, x.detach(), idx, a);
+    if constexpr (std::same_as<D, Cpu>) {
+        detail::gather_lines(out, x.detach(), idx, a);
+    } else {
+#if WEFT_WITH_CUDA
+        cuda::gather_lines(out, x.detach(), idx, a);
+#endif
+    }
     if constexpr (FloatingElement<T>) {
         if (needs_grad(x))
             record(
@@ -229,7 +265,6 @@ Tensor<T, R, D> gather(const Tensor<T, R, D>& x, int axis, const Tensor<std::int
 template <Element T, int R, Device D>
 Tensor<T, R, D> index_select(const Tensor<T, R, D>& x, int axis, const Tensor<std::int64_t, 1, D>& index) {
     static_assert(R >= 1, "weft: index_select needs a tensor of rank 1 or more");
-    static_assert(std::same_as<D, Cpu>, "weft: index_select on CUDA comes with the CUDA kernels");
     const int a = Shape<R>::normalize_axis(axis);
     const auto idx = index.contiguous();
     detail::check_axis_indices(idx, x.size(a), "index_select", a, "x", x.shape());
@@ -239,7 +274,13 @@ Tensor<T, R, D> index_select(const Tensor<T, R, D>& x, int axis, const Tensor<st
     os[a] = idx.numel();
     auto out = Tensor<T, R, D>::empty(os);
     const auto xc = x.detach().contiguous();  // [outer, size along axis, inner]
-    detail::index_rows_forward(out.data(), xc.data(), outer, x.size(a), inner, idx.data(), idx.numel());
+    if constexpr (std::same_as<D, Cpu>) {
+        detail::index_rows_forward(out.data(), xc.data(), outer, x.size(a), inner, idx.data(), idx.numel());
+    } else {
+#if WEFT_WITH_CUDA
+        cuda::index_rows_forward(out.data(), xc.data(), outer, x.size(a), inner, idx.data(), idx.numel());
+#endif
+    }
     if constexpr (FloatingElement<T>) {
         if (needs_grad(x))
             record(
@@ -257,14 +298,19 @@ template <Element T, int R, Device D>
 Tensor<T, R, D> scatter_add(const Tensor<T, R, D>& x, int axis, const Tensor<std::int64_t, R, D>& index,
                             const Tensor<T, R, D>& src) {
     static_assert(R >= 1, "weft: scatter_add needs tensors of rank 1 or more");
-    static_assert(std::same_as<D, Cpu>, "weft: scatter_add on CUDA comes with the CUDA kernels");
     const int a = Shape<R>::normalize_axis(axis);
     const Shape<R> src_shape = src.shape();
     detail::check_index_extents<R>("scatter_add", index, x.shape(), a, &src_shape);
     const auto idx = index.contiguous();
     detail::check_axis_indices(idx, x.size(a), "scatter_add", a, "x", x.shape());
     auto out = x.detach().clone();
-    detail::scatter_add_lines(out, src.detach(), idx, a);
+    if constexpr (std::same_as<D, Cpu>) {
+        detail::scatter_add_lines(out, src.detach(), idx, a);
+    } else {
+#if WEFT_WITH_CUDA
+        cuda::scatter_add_lines(out, src.detach(), idx, a);
+#endif
+    }
     if constexpr (FloatingElement<T>) {
         if (needs_grad(x, src))
             record(
