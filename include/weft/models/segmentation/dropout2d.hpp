@@ -7,7 +7,8 @@
 // scaled by 1 / (1 - p). Evaluation (or p == 0) returns x itself. The decisions are the first
 // N·C uniform floats of the generator's stream compared with 1 - p, drawn as ops/dropout.hpp
 // draws its element masks, so a seed gives the same maps on any number of threads. The output
-// is x times a constant [N, C, 1, 1] factor, an expression that differentiates itself.
+// is x times a constant [N, C, 1, 1] factor, an expression that differentiates itself. On CUDA
+// the decisions are drawn on the device by the same Philox rule (ops/cuda/dropout.cuh).
 //
 // Under a replica slice of the generator (data parallel, see Generator::replica), x holds N of
 // the global batch's N·replicas samples: its maps take the decisions the global [N·replicas, C]
@@ -44,8 +45,15 @@ Tensor<T, 4, D> dropout2d(const Tensor<T, 4, D>& x, double p, bool training, Gen
         for (index_t i = 0; i < n; ++i) factor.data()[i] = keep[i] ? scale : T(0);
         return Tensor<T, 4, D>(x * factor);  // [N, C, H, W]
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: dropout2d on CUDA comes with the CUDA kernels");
-        return x;
+#if WEFT_WITH_CUDA
+        // The same decisions drawn on the device (ops/cuda/dropout.cuh), then one fused multiply.
+        auto keep = Tensor<bool, 4, D>::zeros({x.size(0), x.size(1), 1, 1});  // [N, C, 1, 1]
+        if (p < 1.0) weft::cuda::draw_replica_keep_mask(keep.data(), 1, x.size(0), x.size(1), p, gen);
+        const T scale = T(weft::detail::keep_scale(p));
+        return Tensor<T, 4, D>(x * (cast<T>(keep) * scale));  // [N, C, H, W]
+#else
+        return x;  // unreachable: a Cuda tensor exists only in translation units nvcc compiles
+#endif
     }
 }
 
