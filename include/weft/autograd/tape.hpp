@@ -37,6 +37,9 @@
 #include "../exec/cpu/thread_pool.hpp"
 #include "../expr/nodes.hpp"
 #include "grad_mode.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/view_backward.cuh"
+#endif
 
 namespace weft {
 
@@ -140,6 +143,20 @@ public:
         }
         Executor<D>::assign(grad_, make_evaluator(Binary<fn::Add, Tensor<T, 1, D>, Tensor<T, 1, D>>(fn::Add{}, grad_, g),
                                                   grad_.shape()));
+    }
+
+    // Makes `g` ([numel], dense) this leaf's gradient, shared rather than copied: later
+    // gradients add into it in place. Mixed precision (optim/master_weights.hpp) hands each fp32
+    // master a slice of one buffer that holds all of their gradients, so that one reduction
+    // checks them all for inf and NaN.
+    void set_flat_grad(Tensor<T, 1, D> g) {
+        WEFT_CHECK(is_leaf(), "autograd: set_flat_grad on the result of '", name(), "'; only a leaf's gradient is set");
+        index_t n = 1;
+        for (const index_t e : shape_) n *= e;
+        WEFT_CHECK(g.numel() == n && g.is_contiguous(), "autograd: set_flat_grad got ", g.numel(),
+                   " elements (dense: ", g.is_contiguous(), ") for a tensor of ", n, " elements");
+        grad_ = std::move(g);
+        owned_ = true;
     }
 
     // Adds the gradient of a view (dense, in the view's element order) into this gradient: the
@@ -314,22 +331,59 @@ Tensor<T, 1, Cpu> strided_view_backward(const Tensor<T, 1, Cpu>& g, const Stride
     return out;
 }
 
+#if WEFT_WITH_CUDA
+// The same on the GPU (autograd/cuda/view_backward.cuh): the span is a zero-filled device
+// buffer, the view's gradient is added into it by position, and the base's elements are read
+// out of it with a strided copy.
+template <class T>
+Tensor<T, 1, Cuda> strided_view_backward(const Tensor<T, 1, Cuda>& g, const StridedLayout& from,
+                                         const StridedLayout& to) {
+    if (from.numel() == 0) return Tensor<T, 1, Cuda>::zeros({0});
+    index_t hi = from.offset;
+    for (int d = 0; d < from.rank; ++d) {
+        WEFT_CHECK(from.strides[d] != 0 || from.shape[d] <= 1,
+                   "autograd: a view of an expanded tensor cannot send its gradient back (elements share "
+                   "memory); make the expanded tensor contiguous() first");
+        hi += (from.shape[d] - 1) * from.strides[d];
+    }
+    auto span = Tensor<T, 1, Cuda>::zeros({hi - from.offset + 1});
+    cuda::view_scatter_add(span.data(), g.data(), merged(to), from.offset);
+    auto out = Tensor<T, 1, Cuda>::empty({from.numel()});  // every element written below
+    index_t dense[8] = {};
+    index_t step = 1;
+    for (int d = from.rank - 1; d >= 0; --d) {
+        dense[d] = step;
+        step *= from.shape[d];
+    }
+    // out[i] = span[position of from's element i - from.offset]: span.data() is from.offset.
+    Backend<Cuda>::copy_strided(out.data(), dense, span.data(), from.strides, from.shape, from.rank, sizeof(T));
+    return out;
+}
+#endif
+
 }  // namespace detail
 
+// The same three cases on both devices; on CUDA, strided_view_backward's overload and the
+// scatter are kernels (autograd/cuda/view_backward.cuh) that add in the CPU's order, so the two
+// give the same bits.
 template <Element T, Device D>
 void Slot<T, D>::accumulate_view(const Tensor<T, 1, D>& g, const StridedLayout& from, const StridedLayout& to) {
-    if constexpr (std::same_as<D, Cpu>) {
-        if (detail::same_positions(from, to)) {  // a reshape or a copy: the same elements in the same order
-            accumulate_flat(g);
-        } else if (!detail::is_dense(from)) {
-            accumulate_flat(detail::strided_view_backward(g, from, to));
-        } else {  // added in place where the view's elements sit, with no zero-filled copy
-            own_grad();
+    if (detail::same_positions(from, to)) {  // a reshape or a copy: the same elements in the same order
+        accumulate_flat(g);
+    } else if (!detail::is_dense(from)) {
+        accumulate_flat(detail::strided_view_backward(g, from, to));
+    } else {  // added in place where the view's elements sit, with no zero-filled copy
+        own_grad();
+        if constexpr (std::same_as<D, Cpu>) {
             detail::scatter_add(grad_.data() - from.offset, g.data(), to);
+        } else {
+#if WEFT_WITH_CUDA
+            cuda::view_scatter_add(grad_.data(), g.data(), detail::merged(to), from.offset);
+#else
+            WEFT_FAIL("autograd: the backward of a view of a ", D::name,
+                      " tensor needs CUDA: compile this translation unit with nvcc and WEFT_CUDA");
+#endif
         }
-    } else {
-        WEFT_FAIL("autograd: the backward of a view of a ", D::name,
-                  " tensor is not implemented yet (it comes with the CUDA kernels)");
     }
 }
 

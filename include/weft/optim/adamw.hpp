@@ -12,6 +12,9 @@
 //   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 // with lr and weight_decay those of p's group. The whole update is one pass over p's elements,
 // reading and writing p, m, v (and v_max) once each.
+//
+// On CUDA the step of all parameters is one launch (optim/cuda/adamw.cuh, through update_many):
+// the same operations and roundings as the CPU loop, so the same values.
 #pragma once
 
 #include <cmath>
@@ -21,6 +24,9 @@
 #include <vector>
 
 #include "optimizer.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/adamw.cuh"
+#endif
 
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -83,6 +89,7 @@ public:
     using typename Base::Flat;
     using typename Base::Group;
     using typename Base::State;
+    using typename Base::Update;
 
     explicit AdamW(std::vector<ParamGroup<T, D>> groups, const AdamWOptions& o = {})
         : Base(std::move(groups), o.lr, o.weight_decay), o_(o) {
@@ -140,7 +147,35 @@ protected:
                 }
             });
         } else {
-            static_assert(std::same_as<D, Cpu>, "weft: the AdamW step on CUDA comes with the CUDA kernels");
+            update_many({Update{&g, &s, param, grad}});
+        }
+    }
+
+    // On the CPU one update() per parameter; on CUDA one multi-tensor launch for all of them,
+    // with the scalars update() computes, by the same expressions, in each table entry.
+    void update_many(const std::vector<Update>& updates) override {
+        if constexpr (std::same_as<D, Cpu>) {
+            Base::update_many(updates);
+        } else {
+#if WEFT_WITH_CUDA
+            using C = compute_t<T>;
+            const double b1 = o_.betas.first, b2 = o_.betas.second;
+            std::vector<cuda::AdamWTensor<T>> tensors;
+            tensors.reserve(updates.size());
+            for (const Update& u : updates) {
+                const Group& g = *u.group;
+                const State& s = *u.state;
+                const double t = double(s.step);
+                tensors.push_back({u.param.data(), u.grad.data(), s.buffers[0].data(), s.buffers[1].data(),
+                                   o_.amsgrad ? s.buffers[2].data() : nullptr, u.param.numel(),
+                                   C(1 - g.lr * g.weight_decay), C(-(g.lr / (1 - std::pow(b1, t)))),
+                                   C(std::sqrt(1 - std::pow(b2, t)))});
+            }
+            cuda::adamw_step(tensors, cuda::AdamWBetas<C>{C(b1), C(1 - b1), C(b2), C(1 - b2), C(o_.eps)}, o_.amsgrad);
+#else
+            static_assert(std::same_as<D, Cpu>,
+                          "weft: the AdamW step on CUDA needs this translation unit compiled by nvcc with WEFT_CUDA");
+#endif
         }
     }
 

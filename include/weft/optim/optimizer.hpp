@@ -19,6 +19,7 @@
 // parameter's shape and dtype, and "<parameter name>:step" (I64, a scalar) for each parameter that
 // has been stepped; metadata "weft.optimizer" names the optimizer. Keys are names, not positions,
 // so the file survives a model whose parameters are listed in another order or grouped otherwise.
+// An optimizer of Cuda parameters writes and reads the same files, through host copies.
 #pragma once
 
 #include <concepts>
@@ -74,10 +75,13 @@ public:
     // The per-parameter buffers this optimizer keeps, in the order of State::buffers.
     virtual std::vector<std::string> buffer_names() const = 0;
 
-    // One update of every parameter that has a gradient, in one pass over its elements.
+    // One update of every parameter that has a gradient, in one pass over its elements. Every
+    // parameter is checked before any changes, so a refused step leaves all of them and their
+    // state as they were; then update_many() updates them all (on CUDA, AdamW in one launch).
     void step() {
         NoGrad no_grad;  // the update is not part of any graph
         const std::size_t buffers = buffer_names().size();
+        std::vector<Update> updates;
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
             const Group& g = groups_[gi];
             for (std::size_t pi = 0; pi < g.params.size(); ++pi) {
@@ -88,19 +92,24 @@ public:
                 WEFT_CHECK(grad.numel() == param.numel(), name(), ".step: parameter '", p.name, "' of shape ",
                            p.tensor.shape_string(), " has a gradient of ", grad.numel(), " elements");
                 State& s = state_[gi][pi];
-                if (s.step == 0) {
-                    s.buffers.clear();
-                    for (std::size_t b = 0; b < buffers; ++b)
-                        s.buffers.push_back(Flat::zeros({param.numel()}));
-                }
-                for (std::size_t b = 0; b < s.buffers.size(); ++b)
-                    WEFT_CHECK(s.buffers[b].numel() == param.numel(), name(), ".step: parameter '", p.name,
-                               "' now has shape ", p.tensor.shape_string(), ", but its ", buffer_names()[b],
-                               " has ", s.buffers[b].numel(), " elements (the tensor was replaced)");
-                ++s.step;
-                update(g, s, param, grad);
+                if (s.step > 0)  // (a first step allocates its buffers below)
+                    for (std::size_t b = 0; b < s.buffers.size(); ++b)
+                        WEFT_CHECK(s.buffers[b].numel() == param.numel(), name(), ".step: parameter '", p.name,
+                                   "' now has shape ", p.tensor.shape_string(), ", but its ", buffer_names()[b],
+                                   " has ", s.buffers[b].numel(), " elements (the tensor was replaced)");
+                updates.push_back({&g, &s, param, grad});
             }
         }
+        for (Update& u : updates) {
+            State& s = *u.state;
+            if (s.step == 0) {
+                s.buffers.clear();
+                for (std::size_t b = 0; b < buffers; ++b)
+                    s.buffers.push_back(Flat::zeros({u.param.numel()}));
+            }
+            ++s.step;
+        }
+        update_many(updates);
     }
 
     // Clears every parameter's gradient (undefined, as torch's set_to_none), so that step()
@@ -146,8 +155,8 @@ public:
     // The entries save_state writes, each key preceded by `prefix`, for a file that holds more
     // than the optimizer (a training checkpoint). They point into the optimizer's buffers: write
     // them before the next step.
+    // On CUDA each buffer is copied to the host here, and the entries keep those copies.
     std::vector<SafetensorsEntry> state_entries(const std::string& prefix = "") const {
-        static_assert(std::same_as<D, Cpu>, "weft: saving optimizer state from CUDA comes with the CUDA kernels");
         std::vector<SafetensorsEntry> entries;
         const auto names = buffer_names();
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -156,9 +165,18 @@ public:
                 const State& s = state_[gi][pi];
                 if (s.step == 0) continue;
                 entries.emplace_back(prefix + p.name + ":step", Tensor<std::int64_t, 0>::full({}, s.step));
-                for (std::size_t b = 0; b < names.size(); ++b)
-                    entries.emplace_back(prefix + p.name + ":" + names[b], dtype_of<T>, p.tensor.shape(),
-                                         s.buffers[b].data(), std::size_t(s.buffers[b].numel()) * sizeof(T));
+                for (std::size_t b = 0; b < names.size(); ++b) {
+                    if constexpr (std::same_as<D, Cpu>) {
+                        entries.emplace_back(prefix + p.name + ":" + names[b], dtype_of<T>, p.tensor.shape(),
+                                             s.buffers[b].data(), std::size_t(s.buffers[b].numel()) * sizeof(T));
+                    } else {
+                        const Tensor<T, 1, Cpu> host = s.buffers[b].template to<Cpu>();
+                        SafetensorsEntry& e =
+                            entries.emplace_back(prefix + p.name + ":" + names[b], dtype_of<T>, p.tensor.shape(),
+                                                 host.data(), std::size_t(host.numel()) * sizeof(T));
+                        e.keep = host.storage();
+                    }
+                }
             }
         }
         return entries;
@@ -181,8 +199,8 @@ public:
 
     // The same from the keys of `f` that begin with `prefix` (state_entries' counterpart); the
     // caller checks that the file holds this optimizer's state. `where` names the file in errors.
+    // A CUDA optimizer reads each buffer into host memory and copies it to the device.
     void load_state(const SafetensorsFile& f, const std::string& where, const std::string& prefix = "") {
-        static_assert(std::same_as<D, Cpu>, "weft: loading optimizer state into CUDA comes with the CUDA kernels");
         const auto names = buffer_names();
         for (const std::string& full : f.names()) {
             if (!std::string_view(full).starts_with(prefix)) continue;
@@ -219,9 +237,15 @@ public:
                     WEFT_CHECK(info.shape == p.tensor.shape(), where, ": key '", key, "' has shape ",
                                info.shape_str(), ", but parameter '", p.name, "' has shape ", p.tensor.shape_string());
                     s.buffers.push_back(p.tensor.visit([&](const auto& t) -> Flat {
-                        auto buf = std::remove_cvref_t<decltype(t)>::empty(t.shape());
-                        f.get_into(key, buf);
-                        return buf.reshape(buf.numel());
+                        if constexpr (std::same_as<D, Cpu>) {
+                            auto buf = std::remove_cvref_t<decltype(t)>::empty(t.shape());
+                            f.get_into(key, buf);
+                            return buf.reshape(buf.numel());
+                        } else {
+                            auto buf = Tensor<T, std::remove_cvref_t<decltype(t)>::rank, Cpu>::empty(t.shape());
+                            f.get_into(key, buf);
+                            return buf.reshape(buf.numel()).template to<D>();
+                        }
                     }));
                 }
             }
@@ -267,6 +291,21 @@ protected:
     // Updates one parameter (its flat view `param`, gradient `grad`) of group `g`; `s.step`
     // already counts this step and `s.buffers` exist (zeros at the first step).
     virtual void update(const Group& g, State& s, const Flat& param, const Flat& grad) = 0;
+
+    // One parameter's share of a step: update()'s arguments.
+    struct Update {
+        const Group* group;
+        State* state;
+        Flat param;
+        Flat grad;
+    };
+
+    // Updates every parameter of one step, in the order of the groups. By default one update()
+    // each, in turn; an optimizer whose device wants few large launches overrides it (AdamW on
+    // CUDA: one multi-tensor kernel for the whole step).
+    virtual void update_many(const std::vector<Update>& updates) {
+        for (const Update& u : updates) update(*u.group, *u.state, u.param, u.grad);
+    }
 
 private:
     std::pair<int, int> locate(const std::string& param) const {

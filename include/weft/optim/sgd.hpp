@@ -7,7 +7,8 @@
 //   buf = d at the first step, else momentum * buf + (1 - dampening) * d
 //   d = d + momentum * buf  (nesterov)   or   d = buf  (momentum > 0)
 //   p = p - lr * d
-// with lr and weight_decay those of p's group. The whole update is one pass over p's elements.
+// with lr and weight_decay those of p's group. The whole update is one pass over p's elements
+// (on CUDA one launch per parameter, optim/cuda/sgd.cuh, with the CPU loop's roundings).
 #pragma once
 
 #include <concepts>
@@ -15,6 +16,9 @@
 #include <vector>
 
 #include "optimizer.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/sgd.cuh"
+#endif
 
 namespace weft::optim {
 
@@ -75,7 +79,16 @@ protected:
                 }
             });
         } else {
-            static_assert(std::same_as<D, Cpu>, "weft: the SGD step on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+            using C = compute_t<T>;
+            const bool momentum = o_.momentum != 0;
+            cuda::sgd_step(param.data(), grad.data(), momentum ? s.buffers[0].data() : nullptr, param.numel(),
+                           cuda::SGDScalars<C>{C(g.lr), C(g.weight_decay), C(o_.momentum), C(1 - o_.dampening),
+                                               g.weight_decay != 0, momentum, s.step == 1, o_.nesterov});
+#else
+            static_assert(std::same_as<D, Cpu>,
+                          "weft: the SGD step on CUDA needs this translation unit compiled by nvcc with WEFT_CUDA");
+#endif
         }
     }
 
