@@ -28,6 +28,10 @@
 // first element, gathered in one partial sum per block of (samples x channels) so that both a
 // large batch and a large channel count fill the thread pool; the partials simply add. The
 // output pass is one multiply-add per element with the channel's scale and offset folded.
+// CUDA (ops/cuda/batch_norm.cuh): the same shifted sums in double, reduced in two stages (blocks
+// per channel and chunk of values, then per channel), the running statistics updated on the
+// device; synchronized training copies the 3C + 1 (backward 2C + 1) sums to the host for the
+// collective, which waits for the stream.
 #pragma once
 
 #include <utility>
@@ -43,6 +47,9 @@
 #include "../expr.hpp"
 #include "cpu/lanes.hpp"
 #include "cpu/moments.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/batch_norm.cuh"
+#endif
 
 namespace weft {
 
@@ -277,7 +284,10 @@ BatchNormForward<T, R, D> batch_norm_forward(const Tensor<T, R, D>& x, const Ten
             Y[i] = convert<T>((convert<Acc>(X[i]) - SH[ch]) * A[ch] + B[ch]);
         });
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: batch_norm on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        cuda::batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum, eps, replicas, out.y,
+                                 out.mean, out.rstd);
+#endif
     }
     return out;
 }
@@ -396,7 +406,14 @@ BatchNormGrads<T, R, D> batch_norm_backward(const Tensor<T, R, D>& grad_out, con
             for (index_t ch = 0; ch < c; ++ch) grads.grad_b.data()[ch] = convert<T>(sum_g[std::size_t(ch)]);
         }
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: batch_norm_backward on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        need_w = need_w && weight.defined();
+        if (need_x) grads.grad_x = Tensor<T, R, D>::empty(x.shape());
+        if (need_w) grads.grad_w = Tensor<T, 1, D>::empty({c});
+        if (need_b) grads.grad_b = Tensor<T, 1, D>::empty({c});
+        cuda::batch_norm_backward(grad_out, x, weight, mean, rstd, training, replicas, grads.grad_x, grads.grad_w,
+                                  grads.grad_b);
+#endif
     }
     return grads;
 }

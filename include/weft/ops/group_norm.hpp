@@ -20,6 +20,8 @@
 //   g_x = rstd * (gw - mean(gw) - xhat * mean(gw * xhat))
 // where both means come from the per-channel sums of g and g * (x - mean), which also give
 // grad_w[c] (sum of g * xhat) and grad_b[c] (sum of g) once added over the samples.
+// CUDA (ops/cuda/group_norm.cuh) computes the same sums, in double too, with a warp or a block
+// per row (and per (sample, channel) segment in the backward).
 #pragma once
 
 #include <utility>
@@ -32,6 +34,9 @@
 #include "../expr.hpp"
 #include "cpu/lanes.hpp"
 #include "cpu/moments.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/group_norm.cuh"
+#endif
 
 namespace weft {
 
@@ -118,7 +123,13 @@ GroupNormForward<T, R, D> group_norm_forward(const Tensor<T, R, D>& x, index_t g
             }
         });
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: group_norm on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto xc = x.detach().contiguous();
+        const auto wc = weight.defined() ? weight.detach().contiguous() : Tensor<T, 1, D>();
+        const auto bc = bias.defined() ? bias.detach().contiguous() : Tensor<T, 1, D>();
+        cuda::group_norm_forward(xc.data(), wc.defined() ? wc.data() : nullptr, bc.defined() ? bc.data() : nullptr,
+                                 out.y.data(), out.mean.data(), out.rstd.data(), n, c, s, groups, eps);
+#endif
     }
     return out;
 }
@@ -206,7 +217,18 @@ GroupNormGrads<T, R, D> group_norm_backward(const Tensor<T, R, D>& grad_out, con
             }
         }
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: group_norm_backward on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto xc = x.detach().contiguous(), gc = grad_out.detach().contiguous();
+        const auto wc = weight.defined() ? weight.detach().contiguous() : Tensor<T, 1, D>();
+        const auto mc = mean.contiguous(), rc = rstd.contiguous();
+        need_w = need_w && weight.defined();
+        if (need_x) grads.grad_x = Tensor<T, R, D>::empty(x.shape());
+        if (need_w) grads.grad_w = Tensor<T, 1, D>::empty({c});
+        if (need_b) grads.grad_b = Tensor<T, 1, D>::empty({c});
+        cuda::group_norm_backward(gc.data(), xc.data(), wc.defined() ? wc.data() : nullptr, mc.data(), rc.data(),
+                                  need_x ? grads.grad_x.data() : nullptr, need_w ? grads.grad_w.data() : nullptr,
+                                  need_b ? grads.grad_b.data() : nullptr, n, c, s, groups);
+#endif
     }
     return grads;
 }

@@ -14,7 +14,9 @@
 // the thread pool. The output is formed from x - shift (exact for values near the shift), so a
 // row like 1000 + noise loses no digits to the rounding of its mean. The backward saves only
 // the per-row mean and 1/sqrt(var + eps); the weight and bias gradients are summed over rows
-// in one partial sum per thread, added at the end.
+// in one partial sum per thread, added at the end. CUDA (ops/cuda/layer_norm.cuh): the same
+// sums with a warp or a block per row; the weight and bias gradients in two stages (partial
+// column sums per chunk of rows, then per column), no atomics.
 #pragma once
 
 #include <utility>
@@ -27,6 +29,9 @@
 #include "../expr.hpp"
 #include "cpu/lanes.hpp"
 #include "cpu/moments.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/layer_norm.cuh"
+#endif
 
 namespace weft {
 
@@ -120,7 +125,13 @@ LayerNormForward<T, R, D> layer_norm_forward(const Tensor<T, R, D>& x, const Ten
             }
         });
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: layer_norm on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto xc = x.detach().contiguous();
+        const auto wc = weight.defined() ? weight.detach().contiguous() : Tensor<T, 1, D>();
+        const auto bc = bias.defined() ? bias.detach().contiguous() : Tensor<T, 1, D>();
+        cuda::layer_norm_forward(xc.data(), wc.defined() ? wc.data() : nullptr, bc.defined() ? bc.data() : nullptr,
+                                 out.y.data(), out.mean.data(), out.rstd.data(), rows, c, Acc(eps));
+#endif
     }
     return out;
 }
@@ -207,7 +218,18 @@ LayerNormGrads<T, R, D> layer_norm_backward(const Tensor<T, R, D>& grad_out, con
         if (need_w) grads.grad_w = reduce_parts(part_w);
         if (need_b) grads.grad_b = reduce_parts(part_b);
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: layer_norm_backward on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto xc = x.detach().contiguous(), gc = grad_out.detach().contiguous();
+        const auto wc = weight.defined() ? weight.detach().contiguous() : Tensor<T, 1, D>();
+        const auto mc = mean.contiguous(), rc = rstd.contiguous();
+        need_w = need_w && weight.defined();
+        if (need_x) grads.grad_x = Tensor<T, R, D>::empty(x.shape());
+        if (need_w) grads.grad_w = Tensor<T, 1, D>::empty({c});
+        if (need_b) grads.grad_b = Tensor<T, 1, D>::empty({c});
+        cuda::layer_norm_backward(gc.data(), xc.data(), wc.defined() ? wc.data() : nullptr, mc.data(), rc.data(),
+                                  need_x ? grads.grad_x.data() : nullptr, need_w ? grads.grad_w.data() : nullptr,
+                                  need_b ? grads.grad_b.data() : nullptr, rows, c);
+#endif
     }
     return grads;
 }

@@ -11,7 +11,8 @@
 // where n <= eps the denominator is the constant eps and g_x = g / eps (the clamp's gradient
 // with respect to n is 0 there, as in PyTorch). The backward recomputes n from x (one pass
 // over x) instead of saving it. Sums of squares accumulate in compute_t<T>; loops walk the
-// axis as softmax does (contiguous rows for the last axis, tiles of lanes otherwise).
+// axis as softmax does (contiguous rows for the last axis, tiles of lanes otherwise), on the CPU
+// and on CUDA (ops/cuda/normalize.cuh) alike.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,9 @@
 #include "../core/tensor.hpp"
 #include "../expr.hpp"
 #include "cpu/lanes.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/normalize.cuh"
+#endif
 
 namespace weft {
 
@@ -125,7 +129,11 @@ Tensor<T, R, D> normalize_forward(const Tensor<T, R, D>& x, int axis, double eps
         const auto xc = x.detach().contiguous();
         normalize_cpu(xc.data(), y.data(), split_at_axis(x.shape(), axis), compute_t<T>(eps));
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: normalize on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto xc = x.detach().contiguous();
+        const auto s = split_at_axis(x.shape(), axis);
+        cuda::normalize_forward(xc.data(), y.data(), s.outer, s.n, s.inner, compute_t<T>(eps));
+#endif
     }
     return y;
 }
@@ -147,7 +155,11 @@ Tensor<T, R, D> normalize_backward(const Tensor<T, R, D>& grad_out, const Tensor
         detail::normalize_backward_cpu(gc.data(), xc.data(), gx.data(), detail::split_at_axis(x.shape(), axis),
                                        compute_t<T>(eps));
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: normalize_backward on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto gc = grad_out.detach().contiguous(), xc = x.detach().contiguous();
+        const auto s = detail::split_at_axis(x.shape(), axis);
+        cuda::normalize_backward(gc.data(), xc.data(), gx.data(), s.outer, s.n, s.inner, compute_t<T>(eps));
+#endif
     }
     return gx;
 }

@@ -14,7 +14,9 @@
 // and each is three passes over n elements in cache (max, sum of exponentials, scale). For
 // another axis, tiles of up to 64 neighbouring lanes are processed together, so the inner loops
 // still read contiguous memory instead of striding by `inner`. Accumulation is in
-// compute_t<T> (float for float and the 16-bit types, double for double).
+// compute_t<T> (float for float and the 16-bit types, double for double). On CUDA
+// (ops/cuda/softmax.cuh) the same passes run with a warp or a block per row for the last axis,
+// and with blocks of 32 neighbouring lanes for another axis, so that reads still coalesce.
 //
 // The backward functions need only the output y (saved by the recorded op):
 //   softmax:      g_x = y * (g - sum(g * y))
@@ -31,6 +33,9 @@
 #include "../core/tensor.hpp"
 #include "../expr.hpp"
 #include "cpu/lanes.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/softmax.cuh"
+#endif
 
 namespace weft {
 
@@ -184,7 +189,11 @@ Tensor<T, R, D> softmax_forward(const Tensor<T, R, D>& x, int axis) {
         const auto xc = x.detach().contiguous();
         softmax_cpu<Log>(xc.data(), y.data(), split_at_axis(x.shape(), axis));
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: softmax on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto xc = x.detach().contiguous();
+        const auto s = split_at_axis(x.shape(), axis);
+        cuda::softmax_forward<Log>(xc.data(), y.data(), s.outer, s.n, s.inner);
+#endif
     }
     return y;
 }
@@ -200,7 +209,11 @@ Tensor<T, R, D> softmax_backward_impl(const Tensor<T, R, D>& grad_out, const Ten
         const auto gc = grad_out.detach().contiguous(), yc = y.detach().contiguous();
         softmax_backward_cpu<Log>(gc.data(), yc.data(), gx.data(), split_at_axis(y.shape(), axis));
     } else {
-        static_assert(std::same_as<D, Cpu>, "weft: softmax backward on CUDA comes with the CUDA kernels");
+#if WEFT_WITH_CUDA
+        const auto gc = grad_out.detach().contiguous(), yc = y.detach().contiguous();
+        const auto s = split_at_axis(y.shape(), axis);
+        cuda::softmax_backward<Log>(gc.data(), yc.data(), gx.data(), s.outer, s.n, s.inner);
+#endif
     }
     return gx;
 }
