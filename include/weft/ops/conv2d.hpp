@@ -21,8 +21,8 @@
 // grad_out x colᵀ, grad_b = grad_out summed over N, OH, OW. conv_transpose2d (its own header)
 // is the adjoint and reuses these three kernels with the roles swapped.
 //
-// Float and double on the CPU (the GEMM's types); Cuda tensors fail to compile until the CUDA
-// kernels exist.
+// Float and double on the CPU (the GEMM's types). CUDA (ops/cuda/conv2d.cuh): the same pieces
+// with cuBLAS and weft's im2col/col2im kernels, for float, double, bf16 and half.
 #pragma once
 
 #include <utility>
@@ -36,6 +36,9 @@
 #include "../expr.hpp"
 #include "detail/spatial.hpp"
 #include "matmul.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/conv2d.cuh"
+#endif
 
 namespace weft {
 
@@ -54,28 +57,6 @@ struct Conv2dGrads {
 };
 
 namespace detail {
-
-// The extents of one convolution, in the conv2d sense: input [N, C, H, W], weight
-// [O, C / groups, kh, kw], output [N, O, OH, OW]. conv_transpose2d fills it with its output as
-// the "input" and its input as the "output".
-struct ConvGeometry {
-    index_t batch = 0, channels = 0, height = 0, width = 0;
-    index_t out_channels = 0, out_height = 0, out_width = 0;
-    index_t kernel_h = 1, kernel_w = 1;
-    index_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
-    index_t groups = 1;
-
-    index_t taps() const { return kernel_h * kernel_w; }
-    index_t group_channels() const { return channels / groups; }   // C / G
-    index_t group_out() const { return out_channels / groups; }    // O / G
-    index_t patch() const { return group_channels() * taps(); }    // one group's rows of col
-    index_t pixels() const { return out_height * out_width; }      // columns of col
-    index_t in_pixels() const { return height * width; }
-    // 1x1, stride 1, no padding: the input already is the unfolded matrix.
-    bool pointwise() const {
-        return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0;
-    }
-};
 
 // Output positions o in [0, out) whose tap lands inside [0, in): 0 <= o * stride + offset < in.
 struct TapRange {
@@ -347,16 +328,22 @@ template <Element T, Device D>
 Conv2dGrads<T, D> conv2d_backward(const Tensor<T, 4, D>& grad_out, const Tensor<T, 4, D>& x,
                                   const Tensor<T, 4, D>& weight, bool has_bias, const Conv2dOptions& opts = {},
                                   bool need_x = true, bool need_w = true) {
-    static_assert(std::same_as<D, Cpu>, "weft: conv2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_conv_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_conv_types<T>();
     const auto g = detail::conv2d_geometry("conv2d_backward", x.shape(), weight.shape(), opts);
     detail::check_conv_grad_out("conv2d_backward", Shape<4>{g.batch, g.out_channels, g.out_height, g.out_width},
                                 grad_out.shape(), x.shape(), weight.shape());
     Conv2dGrads<T, D> grads;
     const auto gd = grad_out.detach().contiguous();
     const auto wd = weight.detach().contiguous();
-    if (need_x) grads.grad_x = detail::conv_input_grad<T>(gd, wd, nullptr, g);
-    if (need_w) grads.grad_w = detail::conv_weight_grad<T>(gd, x.detach().contiguous(), g);
+    if constexpr (std::same_as<D, Cpu>) {
+        if (need_x) grads.grad_x = detail::conv_input_grad<T>(gd, wd, nullptr, g);
+        if (need_w) grads.grad_w = detail::conv_weight_grad<T>(gd, x.detach().contiguous(), g);
+    } else {
+#if WEFT_WITH_CUDA
+        if (need_x) grads.grad_x = cuda::conv_input_grad<T>(gd, wd, nullptr, g);
+        if (need_w) grads.grad_w = cuda::conv_weight_grad<T>(gd, x.detach().contiguous(), g);
+#endif
+    }
     if (has_bias) grads.grad_b = detail::conv_bias_grad(gd);
     return grads;
 }
@@ -367,14 +354,21 @@ Conv2dGrads<T, D> conv2d_backward(const Tensor<T, 4, D>& grad_out, const Tensor<
 template <Element T, Device D>
 Tensor<T, 4, D> conv2d(const Tensor<T, 4, D>& x, const Tensor<T, 4, D>& weight, const Tensor<T, 1, D>& bias = {},
                        const Conv2dOptions& opts = {}) {
-    static_assert(std::same_as<D, Cpu>, "weft: conv2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_conv_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_conv_types<T>();
     const auto g = detail::conv2d_geometry("conv2d", x.shape(), weight.shape(), opts);
     WEFT_CHECK(!bias.defined() || bias.size(0) == g.out_channels, "conv2d: bias of shape ", bias.shape(),
                " does not fit weight of shape ", weight.shape(), " (expected [", g.out_channels, "])");
     const auto bd = bias.defined() ? bias.detach().contiguous() : Tensor<T, 1, D>();
-    auto y = detail::conv_forward<T>(x.detach().contiguous(), weight.detach().contiguous(),
-                                     bias.defined() ? bd.data() : nullptr, g);  // [N, O, OH, OW]
+    Tensor<T, 4, D> y;  // [N, O, OH, OW]
+    if constexpr (std::same_as<D, Cpu>) {
+        y = detail::conv_forward<T>(x.detach().contiguous(), weight.detach().contiguous(),
+                                    bias.defined() ? bd.data() : nullptr, g);
+    } else {
+#if WEFT_WITH_CUDA
+        y = cuda::conv_forward<T>(x.detach().contiguous(), weight.detach().contiguous(),
+                                  bias.defined() ? bd.data() : nullptr, g);
+#endif
+    }
     if (needs_grad(x, weight, bias))
         record(
             y, "conv2d",

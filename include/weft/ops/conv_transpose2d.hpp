@@ -15,12 +15,18 @@
 // "output gradient" and grad_out as the "input". output_padding only adds rows and columns at
 // the bottom and right (they get bias and whatever kernel taps reach them), so it must be
 // smaller than the stride or the dilation, as in PyTorch.
+//
+// Float and double on the CPU; on CUDA (ops/cuda/conv_transpose2d.cuh) the same reuse of conv2d's
+// CUDA pieces, for float, double, bf16 and half.
 #pragma once
 
 #include <utility>
 #include <array>
 
 #include "conv2d.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/conv_transpose2d.cuh"
+#endif
 
 namespace weft {
 
@@ -77,17 +83,22 @@ Conv2dGrads<T, D> conv_transpose2d_backward(const Tensor<T, 4, D>& grad_out, con
                                             const Tensor<T, 4, D>& weight, bool has_bias,
                                             const ConvTranspose2dOptions& opts = {}, bool need_x = true,
                                             bool need_w = true) {
-    static_assert(std::same_as<D, Cpu>,
-                  "weft: conv_transpose2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_conv_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_conv_types<T>();
     const auto g = detail::conv_transpose2d_geometry("conv_transpose2d_backward", x.shape(), weight.shape(), opts);
     detail::check_conv_grad_out("conv_transpose2d_backward", Shape<4>{g.batch, g.channels, g.height, g.width},
                                 grad_out.shape(), x.shape(), weight.shape());
     Conv2dGrads<T, D> grads;
     const auto gd = grad_out.detach().contiguous();
     const auto wd = weight.detach().contiguous();
-    if (need_x) grads.grad_x = detail::conv_forward<T>(gd, wd, nullptr, g);
-    if (need_w) grads.grad_w = detail::conv_weight_grad<T>(x.detach().contiguous(), gd, g);
+    if constexpr (std::same_as<D, Cpu>) {
+        if (need_x) grads.grad_x = detail::conv_forward<T>(gd, wd, nullptr, g);
+        if (need_w) grads.grad_w = detail::conv_weight_grad<T>(x.detach().contiguous(), gd, g);
+    } else {
+#if WEFT_WITH_CUDA
+        if (need_x) grads.grad_x = cuda::conv_transpose2d_input_grad<T>(gd, wd, g);
+        if (need_w) grads.grad_w = cuda::conv_transpose2d_weight_grad<T>(gd, x.detach().contiguous(), g);
+#endif
+    }
     if (has_bias) grads.grad_b = detail::conv_bias_grad(gd);
     return grads;
 }
@@ -98,16 +109,22 @@ Conv2dGrads<T, D> conv_transpose2d_backward(const Tensor<T, 4, D>& grad_out, con
 template <Element T, Device D>
 Tensor<T, 4, D> conv_transpose2d(const Tensor<T, 4, D>& x, const Tensor<T, 4, D>& weight,
                                  const Tensor<T, 1, D>& bias = {}, const ConvTranspose2dOptions& opts = {}) {
-    static_assert(std::same_as<D, Cpu>,
-                  "weft: conv_transpose2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_conv_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_conv_types<T>();
     const auto g = detail::conv_transpose2d_geometry("conv_transpose2d", x.shape(), weight.shape(), opts);
     WEFT_CHECK(!bias.defined() || bias.size(0) == g.channels, "conv_transpose2d: bias of shape ", bias.shape(),
                " does not fit weight of shape ", weight.shape(), " with groups = ", opts.groups, " (expected [",
                g.channels, "])");
     const auto bd = bias.defined() ? bias.detach().contiguous() : Tensor<T, 1, D>();
-    auto y = detail::conv_input_grad<T>(x.detach().contiguous(), weight.detach().contiguous(),
-                                        bias.defined() ? bd.data() : nullptr, g);  // [N, Cout, OH, OW]
+    Tensor<T, 4, D> y;  // [N, Cout, OH, OW]
+    if constexpr (std::same_as<D, Cpu>) {
+        y = detail::conv_input_grad<T>(x.detach().contiguous(), weight.detach().contiguous(),
+                                       bias.defined() ? bd.data() : nullptr, g);
+    } else {
+#if WEFT_WITH_CUDA
+        y = cuda::conv_transpose2d_forward<T>(x.detach().contiguous(), weight.detach().contiguous(),
+                                              bias.defined() ? bd.data() : nullptr, g);
+#endif
+    }
     if (needs_grad(x, weight, bias))
         record(
             y, "conv_transpose2d",

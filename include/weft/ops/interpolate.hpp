@@ -24,7 +24,9 @@
 // same weights.
 //
 // CPU: the per-axis source indices and weights are tabulated once, then one task per run of
-// (n, c) planes; float and double.
+// (n, c) planes; float and double. CUDA (ops/cuda/interpolate.cuh): the same tables built on the
+// device, one thread per output element forward and per input element backward (a gather, no
+// atomics); float, double, bf16 and half.
 #pragma once
 
 #include <algorithm>
@@ -36,6 +38,9 @@
 #include "../autograd/tape.hpp"
 #include "../core/tensor.hpp"
 #include "detail/spatial.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/interpolate.cuh"
+#endif
 
 namespace weft {
 
@@ -108,13 +113,18 @@ struct Resize {
     AxisTable<T> rows, cols;
 };
 
-template <class T>
-Resize<T> make_resize(const Shape<4>& x, index_t out_h, index_t out_w, double scale_h, double scale_w,
-                      Interpolation mode, bool align_corners) {
+// The checks of every resize, on either device.
+inline void check_resize(const Shape<4>& x, Interpolation mode, bool align_corners) {
     WEFT_CHECK(mode == Interpolation::bilinear || !align_corners,
                "interpolate: align_corners can only be set with bilinear interpolation, not nearest "
                "(as in PyTorch); input of shape ", x);
     WEFT_CHECK(x[2] >= 1 && x[3] >= 1, "interpolate: input of shape ", x, " has an empty plane");
+}
+
+template <class T>
+Resize<T> make_resize(const Shape<4>& x, index_t out_h, index_t out_w, double scale_h, double scale_w,
+                      Interpolation mode, bool align_corners) {
+    check_resize(x, mode, align_corners);
     return Resize<T>{x[0] * x[1],
                      x[2],
                      x[3],
@@ -205,17 +215,25 @@ template <Element T, Device D>
 InterpolateGrads<T, D> interpolate_backward(const Tensor<T, 4, D>& grad_out, const Tensor<T, 4, D>& x,
                                             Interpolation mode, bool align_corners = false,
                                             std::array<double, 2> scale_factor = {0, 0}) {
-    static_assert(std::same_as<D, Cpu>, "weft: interpolate on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_interpolate_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_interpolate_types<T>();
     WEFT_CHECK(grad_out.size(0) == x.size(0) && grad_out.size(1) == x.size(1) && grad_out.size(2) >= 1 &&
                    grad_out.size(3) >= 1,
                "interpolate_backward: grad_out of shape ", grad_out.shape(), " does not match input of shape ",
                x.shape(), " (batch and channels must agree, the output must not be empty)");
-    const auto r = detail::make_resize<T>(x.shape(), grad_out.size(2), grad_out.size(3), scale_factor[0],
-                                          scale_factor[1], mode, align_corners);
-    InterpolateGrads<T, D> grads{Tensor<T, 4, D>::empty(x.shape())};
+    InterpolateGrads<T, D> grads;
     const auto gd = grad_out.detach().contiguous();
-    detail::resize_backward(r, gd.data(), grads.grad_x.data());
+    if constexpr (std::same_as<D, Cpu>) {
+        const auto r = detail::make_resize<T>(x.shape(), grad_out.size(2), grad_out.size(3), scale_factor[0],
+                                              scale_factor[1], mode, align_corners);
+        grads.grad_x = Tensor<T, 4, D>::empty(x.shape());
+        detail::resize_backward(r, gd.data(), grads.grad_x.data());
+    } else {
+        detail::check_resize(x.shape(), mode, align_corners);
+#if WEFT_WITH_CUDA
+        grads.grad_x = cuda::interpolate_backward(gd, x.shape(), scale_factor, mode == Interpolation::nearest,
+                                                  align_corners);
+#endif
+    }
     return grads;
 }
 
@@ -248,12 +266,19 @@ Tensor<T, 4, D> interpolate_scale(const Tensor<T, 4, D>& x, std::array<double, 2
 template <Element T, Device D>
 Tensor<T, 4, D> detail::interpolate_to(const Tensor<T, 4, D>& x, index_t out_h, index_t out_w,
                                        std::array<double, 2> scale, Interpolation mode, bool align_corners) {
-    static_assert(std::same_as<D, Cpu>, "weft: interpolate on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    check_interpolate_types<T>();
-    const auto r = make_resize<T>(x.shape(), out_h, out_w, scale[0], scale[1], mode, align_corners);
-    auto y = Tensor<T, 4, D>::empty({x.size(0), x.size(1), out_h, out_w});  // [N, C, OH, OW]
+    if constexpr (std::same_as<D, Cpu>) check_interpolate_types<T>();
+    Tensor<T, 4, D> y;  // [N, C, OH, OW]
     const auto xd = x.detach().contiguous();
-    resize_forward(r, xd.data(), y.data());
+    if constexpr (std::same_as<D, Cpu>) {
+        const auto r = make_resize<T>(x.shape(), out_h, out_w, scale[0], scale[1], mode, align_corners);
+        y = Tensor<T, 4, D>::empty({x.size(0), x.size(1), out_h, out_w});
+        resize_forward(r, xd.data(), y.data());
+    } else {
+        check_resize(x.shape(), mode, align_corners);
+#if WEFT_WITH_CUDA
+        y = cuda::interpolate_forward(xd, out_h, out_w, scale, mode == Interpolation::nearest, align_corners);
+#endif
+    }
     if (needs_grad(x))
         record(
             y, "interpolate",

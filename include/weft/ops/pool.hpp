@@ -19,6 +19,8 @@
 // - adaptive bin i of In -> Out covers [floor(i * In / Out), ceil((i + 1) * In / Out)).
 //
 // CPU: one task per run of (n, c) planes, each window a direct loop; float and double.
+// CUDA (ops/cuda/pool.cuh): one thread per output element forward, per input element backward
+// (max_pool2d's backward: atomics, see there); float, double, bf16 and half.
 #pragma once
 
 #include <algorithm>
@@ -30,6 +32,9 @@
 #include "../autograd/tape.hpp"
 #include "../core/tensor.hpp"
 #include "detail/spatial.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/pool.cuh"
+#endif
 
 namespace weft {
 
@@ -55,11 +60,6 @@ struct MaxPool2dResult {
 };
 
 namespace detail {
-
-struct PoolGeometry {
-    index_t planes = 0, height = 0, width = 0, out_height = 0, out_width = 0;
-    index_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
-};
 
 // PyTorch's pooling output extent (see the header comment).
 inline index_t pool_out_size(index_t in, index_t kernel, index_t stride, index_t pad, index_t dil, bool ceil_mode) {
@@ -116,44 +116,49 @@ inline index_t adaptive_end(index_t i, index_t in, index_t out) { return ((i + 1
 
 template <Element T, Device D>
 MaxPool2dResult<T, D> max_pool2d_with_indices(const Tensor<T, 4, D>& x, const Pool2dOptions& opts) {
-    static_assert(std::same_as<D, Cpu>, "weft: max_pool2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_pool_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_pool_types<T>();
     const auto g = detail::pool_geometry("max_pool2d", x.shape(), opts, true);
     const Shape<4> os{x.size(0), x.size(1), g.out_height, g.out_width};
     MaxPool2dResult<T, D> r{Tensor<T, 4, D>::empty(os), Tensor<index_t, 4, D>::empty(os)};
     const auto xd = x.detach().contiguous();
-    const T* in = xd.data();
-    T* out = r.output.data();
-    index_t* idx = r.indices.data();
-    const index_t H = g.height, W = g.width, OH = g.out_height, OW = g.out_width;
-    detail::for_each_plane(g.planes, H * W + OH * OW * g.kernel_h * g.kernel_w, [&](index_t plane) {
-        const T* src = in + plane * H * W;
-        T* dst = out + plane * OH * OW;
-        index_t* at = idx + plane * OH * OW;
-        for (index_t oh = 0; oh < OH; ++oh) {
-            index_t h0 = oh * g.stride_h - g.pad_h;
-            const index_t h1 = std::min(h0 + (g.kernel_h - 1) * g.dil_h + 1, H);
-            while (h0 < 0) h0 += g.dil_h;
-            for (index_t ow = 0; ow < OW; ++ow) {
-                index_t w0 = ow * g.stride_w - g.pad_w;
-                const index_t w1 = std::min(w0 + (g.kernel_w - 1) * g.dil_w + 1, W);
-                while (w0 < 0) w0 += g.dil_w;
-                T best = -std::numeric_limits<T>::infinity();
-                index_t best_at = h0 < h1 && w0 < w1 ? h0 * W + w0 : -1;  // -1: the window holds only padding
-                for (index_t h = h0; h < h1; h += g.dil_h) {
-                    for (index_t w = w0; w < w1; w += g.dil_w) {
-                        const T v = src[h * W + w];
-                        if (v > best || std::isnan(v)) {  // strict: the first maximum wins; NaN propagates
-                            best = v;
-                            best_at = h * W + w;
+    if constexpr (std::same_as<D, Cpu>) {
+        const T* in = xd.data();
+        T* out = r.output.data();
+        index_t* idx = r.indices.data();
+        const index_t H = g.height, W = g.width, OH = g.out_height, OW = g.out_width;
+        detail::for_each_plane(g.planes, H * W + OH * OW * g.kernel_h * g.kernel_w, [&](index_t plane) {
+            const T* src = in + plane * H * W;
+            T* dst = out + plane * OH * OW;
+            index_t* at = idx + plane * OH * OW;
+            for (index_t oh = 0; oh < OH; ++oh) {
+                index_t h0 = oh * g.stride_h - g.pad_h;
+                const index_t h1 = std::min(h0 + (g.kernel_h - 1) * g.dil_h + 1, H);
+                while (h0 < 0) h0 += g.dil_h;
+                for (index_t ow = 0; ow < OW; ++ow) {
+                    index_t w0 = ow * g.stride_w - g.pad_w;
+                    const index_t w1 = std::min(w0 + (g.kernel_w - 1) * g.dil_w + 1, W);
+                    while (w0 < 0) w0 += g.dil_w;
+                    T best = -std::numeric_limits<T>::infinity();
+                    index_t best_at = h0 < h1 && w0 < w1 ? h0 * W + w0 : -1;  // -1: the window holds only padding
+                    for (index_t h = h0; h < h1; h += g.dil_h) {
+                        for (index_t w = w0; w < w1; w += g.dil_w) {
+                            const T v = src[h * W + w];
+                            if (v > best || std::isnan(v)) {  // strict: the first maximum wins; NaN propagates
+                                best = v;
+                                best_at = h * W + w;
+                            }
                         }
                     }
+                    dst[oh * OW + ow] = best;
+                    at[oh * OW + ow] = best_at;
                 }
-                dst[oh * OW + ow] = best;
-                at[oh * OW + ow] = best_at;
             }
-        }
-    });
+        });
+    } else {
+#if WEFT_WITH_CUDA
+        cuda::max_pool2d_forward(xd, r.output, r.indices, g);
+#endif
+    }
     return r;
 }
 
@@ -161,27 +166,34 @@ MaxPool2dResult<T, D> max_pool2d_with_indices(const Tensor<T, 4, D>& x, const Po
 template <Element T, Device D>
 Pool2dGrads<T, D> max_pool2d_backward(const Tensor<T, 4, D>& grad_out, const Tensor<T, 4, D>& x,
                                       const Tensor<index_t, 4, D>& indices) {
-    static_assert(std::same_as<D, Cpu>, "weft: max_pool2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_pool_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_pool_types<T>();
     WEFT_CHECK(grad_out.shape() == indices.shape() && grad_out.size(0) == x.size(0) && grad_out.size(1) == x.size(1),
                "max_pool2d_backward: grad_out of shape ", grad_out.shape(), " does not match indices of shape ",
                indices.shape(), " for input of shape ", x.shape());
-    Pool2dGrads<T, D> r{Tensor<T, 4, D>::zeros(x.shape())};
     const auto gd = grad_out.detach().contiguous();
     const auto id = indices.contiguous();
-    const index_t in_plane = x.size(2) * x.size(3), out_plane = grad_out.size(2) * grad_out.size(3);
-    T* gx = r.grad_x.data();
-    detail::for_each_plane(x.size(0) * x.size(1), in_plane + out_plane, [&](index_t plane) {
-        const T* g = gd.data() + plane * out_plane;
-        const index_t* at = id.data() + plane * out_plane;
-        T* dst = gx + plane * in_plane;
-        for (index_t o = 0; o < out_plane; ++o) {
-            WEFT_CHECK(at[o] < in_plane, "max_pool2d_backward: index ", at[o], " is outside a plane of ",
-                       in_plane, " elements (input of shape ", x.shape(), ")");
-            if (at[o] >= 0) dst[at[o]] += g[o];
-        }
-    });
-    return r;
+    if constexpr (!std::same_as<D, Cpu>) {
+        Pool2dGrads<T, D> r;
+#if WEFT_WITH_CUDA
+        r.grad_x = cuda::max_pool2d_backward(gd, id, x.shape());
+#endif
+        return r;
+    } else {
+        Pool2dGrads<T, D> r{Tensor<T, 4, D>::zeros(x.shape())};
+        const index_t in_plane = x.size(2) * x.size(3), out_plane = grad_out.size(2) * grad_out.size(3);
+        T* gx = r.grad_x.data();
+        detail::for_each_plane(x.size(0) * x.size(1), in_plane + out_plane, [&](index_t plane) {
+            const T* g = gd.data() + plane * out_plane;
+            const index_t* at = id.data() + plane * out_plane;
+            T* dst = gx + plane * in_plane;
+            for (index_t o = 0; o < out_plane; ++o) {
+                WEFT_CHECK(at[o] < in_plane, "max_pool2d_backward: index ", at[o], " is outside a plane of ",
+                           in_plane, " elements (input of shape ", x.shape(), ")");
+                if (at[o] >= 0) dst[at[o]] += g[o];
+            }
+        });
+        return r;
+    }
 }
 
 // [N, C, H, W] -> [N, C, OH, OW]: the maximum of each window.
@@ -227,48 +239,62 @@ void for_each_avg_window(const PoolGeometry& g, bool count_include_pad, F&& f) {
 template <Element T, Device D>
 Pool2dGrads<T, D> avg_pool2d_backward(const Tensor<T, 4, D>& grad_out, const Tensor<T, 4, D>& x,
                                       const Pool2dOptions& opts) {
-    static_assert(std::same_as<D, Cpu>, "weft: avg_pool2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_pool_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_pool_types<T>();
     const auto g = detail::pool_geometry("avg_pool2d_backward", x.shape(), opts, false);
     detail::check_pool_grad_out("avg_pool2d_backward", Shape<4>{x.size(0), x.size(1), g.out_height, g.out_width},
                                 grad_out, x.shape());
-    Pool2dGrads<T, D> r{Tensor<T, 4, D>::zeros(x.shape())};
     const auto gd = grad_out.detach().contiguous();
-    const index_t in_plane = g.height * g.width, out_plane = g.out_height * g.out_width;
-    detail::for_each_plane(g.planes, in_plane + out_plane * g.kernel_h * g.kernel_w, [&](index_t plane) {
-        const T* src = gd.data() + plane * out_plane;
-        T* dst = r.grad_x.data() + plane * in_plane;
-        detail::for_each_avg_window(g, opts.count_include_pad,
-                                    [&](index_t o, index_t h0, index_t h1, index_t w0, index_t w1, index_t count) {
-                                        if (count == 0) return;
-                                        const T share = src[o] / T(count);
-                                        for (index_t h = h0; h < h1; ++h)
-                                            for (index_t w = w0; w < w1; ++w) dst[h * g.width + w] += share;
-                                    });
-    });
-    return r;
+    if constexpr (!std::same_as<D, Cpu>) {
+        Pool2dGrads<T, D> r;
+#if WEFT_WITH_CUDA
+        r.grad_x = cuda::avg_pool2d_backward(gd, x.shape(), g, opts.count_include_pad);
+#endif
+        return r;
+    } else {
+        Pool2dGrads<T, D> r{Tensor<T, 4, D>::zeros(x.shape())};
+        const index_t in_plane = g.height * g.width, out_plane = g.out_height * g.out_width;
+        detail::for_each_plane(g.planes, in_plane + out_plane * g.kernel_h * g.kernel_w, [&](index_t plane) {
+            const T* src = gd.data() + plane * out_plane;
+            T* dst = r.grad_x.data() + plane * in_plane;
+            detail::for_each_avg_window(
+                g, opts.count_include_pad,
+                [&](index_t o, index_t h0, index_t h1, index_t w0, index_t w1, index_t count) {
+                    if (count == 0) return;
+                    const T share = src[o] / T(count);
+                    for (index_t h = h0; h < h1; ++h)
+                        for (index_t w = w0; w < w1; ++w) dst[h * g.width + w] += share;
+                });
+        });
+        return r;
+    }
 }
 
 // [N, C, H, W] -> [N, C, OH, OW]: the mean of each window (see the header for the divisor).
 template <Element T, Device D>
 Tensor<T, 4, D> avg_pool2d(const Tensor<T, 4, D>& x, const Pool2dOptions& opts) {
-    static_assert(std::same_as<D, Cpu>, "weft: avg_pool2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_pool_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_pool_types<T>();
     const auto g = detail::pool_geometry("avg_pool2d", x.shape(), opts, false);
     auto y = Tensor<T, 4, D>::empty({x.size(0), x.size(1), g.out_height, g.out_width});
     const auto xd = x.detach().contiguous();
-    const index_t in_plane = g.height * g.width, out_plane = g.out_height * g.out_width;
-    detail::for_each_plane(g.planes, in_plane + out_plane * g.kernel_h * g.kernel_w, [&](index_t plane) {
-        const T* src = xd.data() + plane * in_plane;
-        T* dst = y.data() + plane * out_plane;
-        detail::for_each_avg_window(g, opts.count_include_pad,
-                                    [&](index_t o, index_t h0, index_t h1, index_t w0, index_t w1, index_t count) {
-                                        T s = 0;
-                                        for (index_t h = h0; h < h1; ++h)
-                                            for (index_t w = w0; w < w1; ++w) s += src[h * g.width + w];
-                                        dst[o] = count == 0 ? T(0) : s / T(count);
-                                    });
-    });
+    if constexpr (std::same_as<D, Cpu>) {
+        const index_t in_plane = g.height * g.width, out_plane = g.out_height * g.out_width;
+        detail::for_each_plane(g.planes, in_plane + out_plane * g.kernel_h * g.kernel_w, [&](index_t plane) {
+            const T* src = xd.data() + plane * in_plane;
+            T* dst = y.data() + plane * out_plane;
+            detail::for_each_avg_window(
+                g, opts.count_include_pad,
+                [&](index_t o, index_t h0, index_t h1, index_t w0, index_t w1, index_t count) {
+                    T s = 0;
+                    for (index_t h = h0; h < h1; ++h)
+                        for (index_t w = w0; w < w1; ++w) s += src[h * g.width + w];
+                    dst[o] = count == 0 ? T(0) : s / T(count);
+                });
+        });
+    } else {
+#if WEFT_WITH_CUDA
+        cuda::avg_pool2d_forward(xd, y, g, opts.count_include_pad);
+#endif
+    }
     if (needs_grad(x))
         record(
             y, "avg_pool2d",
@@ -281,58 +307,68 @@ Tensor<T, 4, D> avg_pool2d(const Tensor<T, 4, D>& x, const Pool2dOptions& opts) 
 
 template <Element T, Device D>
 Pool2dGrads<T, D> adaptive_avg_pool2d_backward(const Tensor<T, 4, D>& grad_out, const Tensor<T, 4, D>& x) {
-    static_assert(std::same_as<D, Cpu>,
-                  "weft: adaptive_avg_pool2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_pool_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_pool_types<T>();
     WEFT_CHECK(grad_out.size(0) == x.size(0) && grad_out.size(1) == x.size(1),
                "adaptive_avg_pool2d_backward: grad_out of shape ", grad_out.shape(),
                " does not match input of shape ", x.shape(), " (batch and channels must agree)");
     const index_t H = x.size(2), W = x.size(3), OH = grad_out.size(2), OW = grad_out.size(3);
-    Pool2dGrads<T, D> r{Tensor<T, 4, D>::zeros(x.shape())};
     const auto gd = grad_out.detach().contiguous();
-    detail::for_each_plane(x.size(0) * x.size(1), 2 * H * W + OH * OW, [&](index_t plane) {
-        const T* src = gd.data() + plane * OH * OW;
-        T* dst = r.grad_x.data() + plane * H * W;
-        for (index_t oh = 0; oh < OH; ++oh) {
-            const index_t h0 = detail::adaptive_start(oh, H, OH), h1 = detail::adaptive_end(oh, H, OH);
-            for (index_t ow = 0; ow < OW; ++ow) {
-                const index_t w0 = detail::adaptive_start(ow, W, OW), w1 = detail::adaptive_end(ow, W, OW);
-                const T share = src[oh * OW + ow] / T((h1 - h0) * (w1 - w0));
-                for (index_t h = h0; h < h1; ++h)
-                    for (index_t w = w0; w < w1; ++w) dst[h * W + w] += share;
+    if constexpr (!std::same_as<D, Cpu>) {
+        Pool2dGrads<T, D> r;
+#if WEFT_WITH_CUDA
+        r.grad_x = cuda::adaptive_avg_pool2d_backward(gd, x.shape());
+#endif
+        return r;
+    } else {
+        Pool2dGrads<T, D> r{Tensor<T, 4, D>::zeros(x.shape())};
+        detail::for_each_plane(x.size(0) * x.size(1), 2 * H * W + OH * OW, [&](index_t plane) {
+            const T* src = gd.data() + plane * OH * OW;
+            T* dst = r.grad_x.data() + plane * H * W;
+            for (index_t oh = 0; oh < OH; ++oh) {
+                const index_t h0 = detail::adaptive_start(oh, H, OH), h1 = detail::adaptive_end(oh, H, OH);
+                for (index_t ow = 0; ow < OW; ++ow) {
+                    const index_t w0 = detail::adaptive_start(ow, W, OW), w1 = detail::adaptive_end(ow, W, OW);
+                    const T share = src[oh * OW + ow] / T((h1 - h0) * (w1 - w0));
+                    for (index_t h = h0; h < h1; ++h)
+                        for (index_t w = w0; w < w1; ++w) dst[h * W + w] += share;
+                }
             }
-        }
-    });
-    return r;
+        });
+        return r;
+    }
 }
 
 // [N, C, H, W] -> [N, C, output_size[0], output_size[1]]: bin i of each axis averages
 // [floor(i * In / Out), ceil((i + 1) * In / Out)).
 template <Element T, Device D>
 Tensor<T, 4, D> adaptive_avg_pool2d(const Tensor<T, 4, D>& x, std::array<index_t, 2> output_size) {
-    static_assert(std::same_as<D, Cpu>,
-                  "weft: adaptive_avg_pool2d on CUDA comes with the CUDA kernels; compute on the CPU: x.to<Cpu>()");
-    detail::check_pool_types<T>();
+    if constexpr (std::same_as<D, Cpu>) detail::check_pool_types<T>();
     const index_t H = x.size(2), W = x.size(3), OH = output_size[0], OW = output_size[1];
     WEFT_CHECK(OH >= 1 && OW >= 1, "adaptive_avg_pool2d: output size ", detail::pair_shape(output_size),
                " must be positive (input of shape ", x.shape(), ")");
     WEFT_CHECK(H >= 1 && W >= 1, "adaptive_avg_pool2d: input of shape ", x.shape(), " has an empty plane");
     auto y = Tensor<T, 4, D>::empty({x.size(0), x.size(1), OH, OW});
     const auto xd = x.detach().contiguous();
-    detail::for_each_plane(x.size(0) * x.size(1), 2 * H * W + OH * OW, [&](index_t plane) {
-        const T* src = xd.data() + plane * H * W;
-        T* dst = y.data() + plane * OH * OW;
-        for (index_t oh = 0; oh < OH; ++oh) {
-            const index_t h0 = detail::adaptive_start(oh, H, OH), h1 = detail::adaptive_end(oh, H, OH);
-            for (index_t ow = 0; ow < OW; ++ow) {
-                const index_t w0 = detail::adaptive_start(ow, W, OW), w1 = detail::adaptive_end(ow, W, OW);
-                T s = 0;
-                for (index_t h = h0; h < h1; ++h)
-                    for (index_t w = w0; w < w1; ++w) s += src[h * W + w];
-                dst[oh * OW + ow] = s / T((h1 - h0) * (w1 - w0));
+    if constexpr (std::same_as<D, Cpu>) {
+        detail::for_each_plane(x.size(0) * x.size(1), 2 * H * W + OH * OW, [&](index_t plane) {
+            const T* src = xd.data() + plane * H * W;
+            T* dst = y.data() + plane * OH * OW;
+            for (index_t oh = 0; oh < OH; ++oh) {
+                const index_t h0 = detail::adaptive_start(oh, H, OH), h1 = detail::adaptive_end(oh, H, OH);
+                for (index_t ow = 0; ow < OW; ++ow) {
+                    const index_t w0 = detail::adaptive_start(ow, W, OW), w1 = detail::adaptive_end(ow, W, OW);
+                    T s = 0;
+                    for (index_t h = h0; h < h1; ++h)
+                        for (index_t w = w0; w < w1; ++w) s += src[h * W + w];
+                    dst[oh * OW + ow] = s / T((h1 - h0) * (w1 - w0));
+                }
             }
-        }
-    });
+        });
+    } else {
+#if WEFT_WITH_CUDA
+        cuda::adaptive_avg_pool2d_forward(xd, y);
+#endif
+    }
     if (needs_grad(x))
         record(
             y, "adaptive_avg_pool2d",
