@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Builds and runs weft's CUDA tests and benchmarks on a GPU machine, in under 8 minutes.
+# Builds and runs weft's CUDA tests and GPU benchmarks on a GPU machine, in under 8 minutes, and
+# compares the benchmarks with PyTorch's in the same run.
 #
 #   scripts/device-check.sh
 #
-# Expects nvcc (PATH or /usr/local/cuda/bin), CMake, Ninja and python3, and the dependency folder
-# .deps/ made by scripts/fetch-device-deps.sh (Catch2, Eigen, xtensor, Google Benchmark, ...; when it
-# is absent, the system's packages are used). Steps, each under a time limit taken from one budget:
+# Expects nvcc (PATH or /usr/local/cuda/bin), CMake, Ninja and python3 (with PyTorch, for the
+# comparison; $WEFT_PYTHON overrides the interpreter), and the dependency folder .deps/ made by
+# scripts/fetch-device-deps.sh (Catch2, Eigen, xtensor, Google Benchmark, ...; when it is absent,
+# the system's packages are used). Steps, each under a time limit taken from one budget:
 #   1. configure build/device (Release, WEFT_CUDA=ON, sm_90, benchmarks on, examples off; WEFT_NCCL=ON
 #      when an NCCL is found: /usr/local/cuda, NCCL_ROOT, or the nvidia-nccl wheel PyTorch installs;
 #      otherwise without NCCL, which the log and the summary say)
-#   2. build only test_cuda and weft-bench-cuda, on all cores
+#   2. build test_cuda, weft-bench-cuda and the model-level benchmarks (weft-bench-cuda-models:
+#      weft-bench-cuda-vit, weft-bench-cuda-denseclip) on all cores, going on past a target that
+#      fails, so that whatever did build still runs
 #   3. run test_cuda (every CUDA kernel against the CPU executor)
-#   4. run weft-bench-cuda with JSON output
-# and always ends with one table (case, time, GB/s, ratio to cudaMemcpy) and a PASS/FAIL line per
-# step, whatever failed before. Logs and the benchmark JSON go to build/device/device-check/, and
-# are copied into $OUT when that variable names a folder. Exit status 0 only if every step passed.
+#   4. run weft-bench-cuda and each model-level benchmark, JSON output (bench/cuda/*.cu)
+#   5. run PyTorch's side of the same cases: bench/gpu/ops_torch.py (GEMM, attention, ViT-B/16)
+#      and bench/gpu/denseclip_torch.py (one DenseCLIP ViT-B/16 training step), JSON lines
+# and always ends with one table (scripts/device-table.py: case, weft and PyTorch times, their
+# ratio, TFLOP/s, MFU against the dtype's dense peak, the measured cuBLAS peak, peak memory) and
+# a PASS/FAIL line per step, whatever failed before. Logs and results go to build/device/device-check/,
+# and are copied into $OUT when that variable names a folder. Exit status 0 only if every step
+# passed. docs/performance.md ("GPU (issue 6): how to read the device check") explains the table.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,14 +30,16 @@ cd "$root"
 build="$root/build/device"
 logs="$build/device-check"
 mkdir -p "$logs"
-bench_json="$logs/bench-cuda.json"
-rm -f "$bench_json" "$logs"/*.log
+bench_json="$logs/bench-cuda.json"  # weft-bench-cuda; the model-level ones: bench-cuda-<name>.json
+rm -f "$logs"/*.log "$logs"/*.json "$logs"/*.jsonl "$logs"/*.txt
+python="${WEFT_PYTHON:-python3}"
 
 start=$SECONDS
 budget="${WEFT_DEVICE_CHECK_BUDGET:-470}"  # seconds for all steps; the summary needs a few more
-declare -A status=([configure]=SKIP [build]=SKIP [test]=SKIP [bench]=SKIP)
+declare -A status=([configure]=SKIP [build]=SKIP [test]=SKIP [bench]=SKIP [torch]=SKIP)
 
 log() { printf '[device-check %3ds] %s\n' "$((SECONDS - start))" "$*"; }
+exec 3>&1  # the console, for messages from steps whose output goes to a file
 
 # Seconds a step may take: at most $1, and never eating into the $2 seconds kept for later steps
 # (both scaled when WEFT_DEVICE_CHECK_BUDGET changes the 470-second budget, e.g. on a slow machine).
@@ -46,7 +56,7 @@ limited() {
   local limit=$1 rc=0
   shift
   timeout "$limit" "$@" || rc=$?
-  if ((rc == 124)); then log "timed out after $limit s: $*"; fi
+  if ((rc == 124)); then log "timed out after $limit s: $*" >&3; fi
   return "$rc"
 }
 
@@ -55,39 +65,12 @@ summary() {
   set +e
   echo
   echo "==================== weft device check ===================="
-  if [[ -s $bench_json ]]; then
-    python3 - "$bench_json" <<'EOF' 2>&1 | tee "$logs/bench-table.txt"
-import json, sys
-try:
-    data = json.load(open(sys.argv[1]))
-except Exception as e:  # a benchmark run killed half-way leaves broken JSON
-    print(f"(benchmark JSON unreadable: {e})")
-    sys.exit(0)
-rows = {}
-for b in data.get("benchmarks", []):
-    if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
-        continue
-    name = b.get("run_name", b["name"]).replace("/manual_time", "")
-    if b.get("error_occurred"):
-        rows[name] = None
-    elif "bytes_per_second" in b:
-        scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
-        rows[name] = (b["real_time"] * scale, b["bytes_per_second"] / 1e9)
-memcpy = next((v[1] for k, v in rows.items() if v and "memcpy" in k), None)
-print(f"{'case':<30} {'time (us)':>10} {'GB/s':>8} {'vs memcpy':>10}")
-for name, v in rows.items():
-    if v is None:
-        print(f"{name:<30} {'error':>10}")
-        continue
-    ratio = f"{v[1] / memcpy:.2f}" if memcpy else "-"
-    print(f"{name:<30} {v[0]:>10.1f} {v[1]:>8.0f} {ratio:>10}")
-print("(median of 3 repetitions; GB/s counts the bytes each case must move, see bench/cuda/elementwise.cu)")
-EOF
-  else
-    echo "(no benchmark results)"
-  fi
+  shopt -s nullglob
+  local weft_results=("$bench_json" "$logs"/bench-cuda-*.json) torch_results=("$logs"/torch-*.jsonl)
+  "$python" "$root/scripts/device-table.py" --weft "${weft_results[@]}" --torch "${torch_results[@]}" 2>&1 |
+    tee "$logs/bench-table.txt" || echo "(no table: $python failed; the results are in $logs)"
   local overall=PASS
-  for step in configure build test bench; do
+  for step in configure build test bench torch; do
     printf '  %-10s %s\n' "$step" "${status[$step]}"
     [[ ${status[$step]} == PASS ]] || overall=FAIL
   done
@@ -147,9 +130,10 @@ echo "NCCL: $nccl_note" >>"$logs/machine.log"
 # ---- 1. configure ------------------------------------------------------------------------------
 log "configuring $build"
 status[configure]=FAIL
-# WEFT_OPENMP=OFF: the GPU benchmarks link the PyTorch wheel's libtorch, which brings its own
-# copy of libgomp; weft's std::thread pool keeps one OpenMP runtime in the process.
-if limited "$(allowance 90 330)" cmake -S "$root" -B "$build" -G Ninja \
+# WEFT_OPENMP=OFF: weft's std::thread pool, so no process here holds two OpenMP runtimes (set
+# when the GPU benchmarks were to link the PyTorch wheel's libtorch and its libgomp; PyTorch's
+# side now runs in its own python process, bench/gpu/).
+if limited "$(allowance 60 410)" cmake -S "$root" -B "$build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DWEFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_CUDA_COMPILER="$nvcc" -DWEFT_BUILD_BENCH=ON -DWEFT_BUILD_TESTS=ON \
     -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_NATIVE=ON -DWEFT_OPENMP=OFF \
@@ -161,40 +145,91 @@ else
 fi
 
 # ---- 2. build ------------------------------------------------------------------------------------
-log "building test_cuda and weft-bench-cuda with $(nproc) jobs"
+# Binaries left by an earlier run must not stand in for ones that fail to build now.
+find "$build" \( -name test_cuda -o -name 'weft-bench-cuda*' \) -type f -perm -u+x -delete 2>/dev/null || true
+log "building test_cuda, weft-bench-cuda and weft-bench-cuda-models with $(nproc) jobs"
 status[build]=FAIL
-if limited "$(allowance 330 150)" cmake --build "$build" --target test_cuda weft-bench-cuda -j "$(nproc)" \
+# -k 0: ninja goes on past a failing target, so the others are built and run.
+if limited "$(allowance 280 170)" cmake --build "$build" \
+    --target test_cuda weft-bench-cuda weft-bench-cuda-models -j "$(nproc)" -- -k 0 \
     >"$logs/build.log" 2>&1; then
   status[build]=PASS
 else
-  grep -E "error|Error" "$logs/build.log" | head -n 40 || tail -n 20 "$logs/build.log"
-  exit 1
+  grep -E "error|Error|FAILED" "$logs/build.log" | head -n 40 || tail -n 20 "$logs/build.log"
 fi
-test_bin="$(find "$build" -name test_cuda -type f -perm -u+x | head -n 1)"
-bench_bin="$(find "$build" -name weft-bench-cuda -type f -perm -u+x | head -n 1)"
+find_bin() { find "$build" -name "$1" -type f -perm -u+x | head -n 1; }
+test_bin="$(find_bin test_cuda)"
+bench_bin="$(find_bin weft-bench-cuda)"
+model_bins=()
+while IFS= read -r b; do model_bins+=("$b"); done < <(find "$build" -name 'weft-bench-cuda-*' -type f -perm -u+x | sort)
+log "built: ${test_bin:+test_cuda }${bench_bin:+weft-bench-cuda }${model_bins[*]##*/}"
 
 # ---- 3. tests ------------------------------------------------------------------------------------
-log "running $test_bin"
-status[test]=FAIL
-if LD_LIBRARY_PATH="$lib_path" limited "$(allowance 180 60)" "$test_bin" --durations yes \
-    >"$logs/test.log" 2>&1; then
-  status[test]=PASS
+if [[ -n $test_bin ]]; then
+  log "running $test_bin"
+  status[test]=FAIL
+  if LD_LIBRARY_PATH="$lib_path" limited "$(allowance 120 130)" "$test_bin" --durations yes \
+      >"$logs/test.log" 2>&1; then
+    status[test]=PASS
+  fi
+  # Durations, failures and Catch's totals: the full output is in test.log.
+  grep -vE "^[0-9.]+ s: " "$logs/test.log" | tail -n 60 || true
+  grep -E "^[0-9.]+ s: " "$logs/test.log" | sort -rn | head -n 5 | sed 's/^/  slowest: /' || true
+  # Catch prints each failing test case's name between two rules of dashes.
+  awk '/^-+$/ { if (getline name > 0 && getline rule > 0 && rule ~ /^-+$/) print "  FAILED: " name }' \
+    "$logs/test.log" | sort -u || true
+else
+  status[test]=FAIL
+  log "test_cuda was not built"
 fi
-# Durations, failures and Catch's totals: the full output is in test.log.
-grep -vE "^[0-9.]+ s: " "$logs/test.log" | tail -n 60 || true
-grep -E "^[0-9.]+ s: " "$logs/test.log" | sort -rn | head -n 5 | sed 's/^/  slowest: /' || true
-# Catch prints each failing test case's name between two rules of dashes.
-awk '/^-+$/ { if (getline name > 0 && getline rule > 0 && rule ~ /^-+$/) print "  FAILED: " name }' \
-  "$logs/test.log" | sort -u || true
 
-# ---- 4. benchmarks -------------------------------------------------------------------------------
-log "running $bench_bin"
+# ---- 4. weft's benchmarks ------------------------------------------------------------------------
+# Runs one Google Benchmark binary into $2 (JSON); false if it failed or a case reported an error.
+run_bench() {
+  local bin=$1 out=$2 limit=$3 name
+  name="$(basename "$bin")"
+  log "running $name"
+  if LD_LIBRARY_PATH="$lib_path" limited "$limit" "$bin" --benchmark_format=json \
+      --benchmark_min_time=0.1 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+      >"$out" 2>"$logs/$name.log"; then
+    tail -n 3 "$logs/$name.log" || true
+    ! grep -q '"error_occurred": true' "$out"
+  else
+    tail -n 5 "$logs/$name.log" || true
+    return 1
+  fi
+}
 status[bench]=FAIL
-if LD_LIBRARY_PATH="$lib_path" limited "$(allowance 100 5)" "$bench_bin" --benchmark_format=json \
-    --benchmark_min_time=0.2 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
-    >"$bench_json" 2>"$logs/bench.log"; then
-  status[bench]=PASS
-  if grep -q '"error_occurred": true' "$bench_json"; then status[bench]=FAIL; fi
+bench_ok=1
+if [[ -n $bench_bin ]]; then
+  run_bench "$bench_bin" "$bench_json" "$(allowance 45 115)" || bench_ok=0
+else
+  log "weft-bench-cuda was not built"
+  bench_ok=0
 fi
-tail -n 5 "$logs/bench.log" || true
-[[ ${status[test]} == PASS && ${status[bench]} == PASS ]]
+# The model-level benchmarks set their own iterations and repetitions (bench/cuda/vit.cu, denseclip.cu).
+for bin in "${model_bins[@]}"; do
+  name="$(basename "$bin")"
+  run_bench "$bin" "$logs/bench-cuda-${name#weft-bench-cuda-}.json" "$(allowance 40 75)" || bench_ok=0
+done
+# None at all fails this step too (the build step's log says which did not build).
+if ((${#model_bins[@]} == 0)); then bench_ok=0; fi
+((bench_ok)) && status[bench]=PASS
+
+# ---- 5. PyTorch's side ---------------------------------------------------------------------------
+status[torch]=FAIL
+if "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >"$logs/torch.log" 2>&1; then
+  torch_ok=1
+  log "running bench/gpu/ops_torch.py"
+  limited "$(allowance 60 40)" "$python" "$root/bench/gpu/ops_torch.py" \
+    >"$logs/torch-ops.jsonl" 2>>"$logs/torch.log" || torch_ok=0
+  log "running bench/gpu/denseclip_torch.py"
+  limited "$(allowance 50 0)" "$python" "$root/bench/gpu/denseclip_torch.py" \
+    >"$logs/torch-denseclip.jsonl" 2>>"$logs/torch.log" || torch_ok=0
+  if grep -q '"error"' "$logs"/torch-*.jsonl; then torch_ok=0; fi
+  ((torch_ok)) && status[torch]=PASS
+  tail -n 4 "$logs/torch.log" || true
+else
+  log "no PyTorch with CUDA in $python: $(tail -n 1 "$logs/torch.log")"
+fi
+[[ ${status[build]} == PASS && ${status[test]} == PASS && ${status[bench]} == PASS && ${status[torch]} == PASS ]]

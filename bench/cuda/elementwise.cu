@@ -9,8 +9,8 @@
 //   bias_add     y[i, j] = m[i, j] + bias[j]       [4096, 4096] + [4096]: the strided kernel, 8 B/element
 //   transpose    m.t().contiguous()                copy_strided, 8 B/element
 //   sum_rows     sum(m, 1), sum_cols sum(m, 0)     reductions, 4 B/element
-// A kernel at memcpy speed moves its bytes as fast as the GPU can (ratio ~1); the ratio column of
-// scripts/device-check.sh divides each case's bytes/s by memcpy's.
+// A kernel at memcpy speed moves its bytes as fast as the GPU can (ratio ~1); the device check's
+// table (scripts/device-table.py, the MFU column, marked m) divides each case's bytes/s by memcpy's.
 //
 // Times come from CUDA events around the launches (manual time), on weft's current stream;
 // inputs are allocated and written once, before any timing.

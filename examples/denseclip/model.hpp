@@ -211,7 +211,7 @@ public:
                                                {.tau = config_.tau,
                                                 .loss_weight = config_.identity_weight,
                                                 .ignore_index = config_.ignore_index});
-        l.total = eval(l.decode + l.aux);
+        l.total = weft::eval(l.decode + l.aux);
         return l;
     }
 
