@@ -42,9 +42,16 @@
 // per query for the backward, and recomputes the weights there (FlashAttention-2). Extra memory
 // is a packed copy of K and V in the forward and a few blocks per thread.
 //
-// block_q and block_k set the block sizes (0: tuned defaults; block_k rounds up to the vector
-// tile, 16 floats or 8 doubles with AVX). They change the summation order, not the result beyond
-// rounding; tests set small blocks to exercise several of them on tiny inputs.
+// On CUDA (ops/cuda/attention.cuh) the same algorithm runs as fused kernels on float, bf16 and
+// half tensors (tensor cores for the 16-bit types, float accumulation for all), with head
+// dimensions E, Ev up to 128; the dropout mask is the same Philox rule, so both devices drop the
+// same weights. Its only extra memory is a float buffer for dQ (bf16, half) and one float per
+// query. The logsumexp is float for bf16 and half. double stays on the CPU.
+//
+// block_q and block_k set the CPU's block sizes (0: tuned defaults; block_k rounds up to the
+// vector tile, 16 floats or 8 doubles with AVX; CUDA ignores them). They change the summation
+// order, not the result beyond rounding; tests set small blocks to exercise several of them on
+// tiny inputs.
 //
 // scaled_dot_product_attention_forward/_backward are the plain functions under the recorded op
 // (as matmul_backward is): the backward takes the forward's AttentionResult.
@@ -61,6 +68,9 @@
 #include "../core/tensor.hpp"
 #include "../expr.hpp"
 #include "cpu/attention.hpp"
+#if WEFT_WITH_CUDA
+#include "cuda/attention.cuh"
+#endif
 
 namespace weft {
 
@@ -80,8 +90,9 @@ struct AttentionOptions {
 // What the forward computed and the backward needs besides the inputs.
 template <Element T, Device D = Cpu>
 struct AttentionResult {
-    Tensor<T, 4, D> out;        // [B, H, L, Ev]
-    Tensor<T, 3, D> logsumexp;  // [B, H, L] of the scaled, masked scores; +inf where every key is masked
+    Tensor<T, 4, D> out;                   // [B, H, L, Ev]
+    Tensor<compute_t<T>, 3, D> logsumexp;  // [B, H, L] of the scaled, masked scores; +inf where every key is masked
+                                           // (float for bf16 and half: the backward's weights need its bits)
     std::uint64_t dropout_seed = 0, dropout_offset = 0;  // the Philox stream of the dropout mask
 };
 
@@ -123,6 +134,12 @@ void check_attention(const char* op, const Tensor<T, 4, D>& q, const Tensor<T, 4
     WEFT_CHECK(std::isfinite(o.scale), op, ": scale ", o.scale, " is not finite");
 }
 
+// The scale the scores are multiplied with: opts.scale, or 1/sqrt(E).
+template <Element T, Device D>
+double attention_scale(const Tensor<T, 4, D>& q, const AttentionOptions<T, D>& o) {
+    return o.scale != 0 ? o.scale : 1.0 / std::sqrt(double(std::max<index_t>(q.size(3), 1)));
+}
+
 template <Element T, Device D>
 cpu::attention::Problem<T> attention_problem(const Tensor<T, 4, D>& q, const Tensor<T, 4, D>& k,
                                              const Tensor<T, 4, D>& v, const AttentionOptions<T, D>& o) {
@@ -134,19 +151,42 @@ cpu::attention::Problem<T> attention_problem(const Tensor<T, 4, D>& q, const Ten
     p.mask_batched = o.attn_mask_batched.detach();
     p.key_padding = o.key_padding_mask;
     p.causal = o.causal;
-    p.scale = T(o.scale != 0 ? o.scale : 1.0 / std::sqrt(double(std::max<index_t>(q.size(3), 1))));
+    p.scale = T(attention_scale(q, o));
     p.dropout = o.dropout;
     p.block_q = o.block_q;
     p.block_k = o.block_k;
     return p;
 }
 
+#if WEFT_WITH_CUDA
+// The CUDA kernels' view of a call (ops/cuda/attention.cuh); block_q and block_k are CPU tuning.
+template <Element T>
+cuda::AttentionProblem<T> cuda_attention_problem(const Tensor<T, 4, Cuda>& q, const Tensor<T, 4, Cuda>& k,
+                                                 const Tensor<T, 4, Cuda>& v, const AttentionOptions<T, Cuda>& o) {
+    cuda::AttentionProblem<T> p;
+    p.q = q.detach();
+    p.k = k.detach();
+    p.v = v.detach();
+    p.mask = o.attn_mask.detach();
+    p.mask_batched = o.attn_mask_batched.detach();
+    p.key_padding = o.key_padding_mask;
+    p.causal = o.causal;
+    p.scale = float(attention_scale(q, o));
+    p.dropout = o.dropout;
+    return p;
+}
+#endif
+
 template <Element T, Device D>
 constexpr void check_attention_types() {
-    static_assert(std::same_as<D, Cpu>, "weft: scaled_dot_product_attention on CUDA comes with the CUDA kernels");
-    static_assert(std::same_as<T, float> || std::same_as<T, double>,
-                  "weft: scaled_dot_product_attention on the CPU takes float or double tensors (compute in float: "
-                  "weft::cast<float>(x))");
+    if constexpr (std::same_as<D, Cpu>)
+        static_assert(std::same_as<T, float> || std::same_as<T, double>,
+                      "weft: scaled_dot_product_attention on the CPU takes float or double tensors (compute in float: "
+                      "weft::cast<float>(x))");
+    else
+        static_assert(std::same_as<T, float> || std::same_as<T, bf16> || std::same_as<T, half>,
+                      "weft: scaled_dot_product_attention on CUDA takes float, bf16 or half tensors (double attention "
+                      "runs on the CPU: move the tensors there, or compute in float: weft::cast<float>(x))");
 }
 
 }  // namespace detail
@@ -160,7 +200,6 @@ AttentionResult<T, D> scaled_dot_product_attention_forward(const Tensor<T, 4, D>
                                                            const AttentionOptions<T, D>& opts = {}) {
     detail::check_attention_types<T, D>();
     detail::check_attention("scaled_dot_product_attention", q, k, v, opts);
-    auto p = detail::attention_problem(q, k, v, opts);
     AttentionResult<T, D> r;
     if (opts.dropout > 0) {
         Generator& gen = opts.gen ? *opts.gen : default_generator();
@@ -169,12 +208,24 @@ AttentionResult<T, D> scaled_dot_product_attention_forward(const Tensor<T, 4, D>
         // Rows start on whole blocks, so a replica's batches are one contiguous range of blocks.
         const std::uint64_t blocks = std::uint64_t(q.size(0) * q.size(1) * q.size(2)) *
                                      std::uint64_t((k.size(2) + 3) / 4);  // of this replica's batches
-        p.seed = r.dropout_seed = gen.seed;
-        p.offset = r.dropout_offset = gen.advance(blocks * gen.replicas) + gen.replica * blocks;
+        r.dropout_seed = gen.seed;
+        r.dropout_offset = gen.advance(blocks * gen.replicas) + gen.replica * blocks;
     }
     r.out = Tensor<T, 4, D>::empty({q.size(0), q.size(1), q.size(2), v.size(3)});
-    r.logsumexp = Tensor<T, 3, D>::empty({q.size(0), q.size(1), q.size(2)});
-    cpu::attention::forward(p, r.out, r.logsumexp);
+    r.logsumexp = Tensor<compute_t<T>, 3, D>::empty({q.size(0), q.size(1), q.size(2)});
+    if constexpr (std::same_as<D, Cpu>) {
+        auto p = detail::attention_problem(q, k, v, opts);
+        p.seed = r.dropout_seed;
+        p.offset = r.dropout_offset;
+        cpu::attention::forward(p, r.out, r.logsumexp);
+    } else {
+#if WEFT_WITH_CUDA
+        auto p = detail::cuda_attention_problem(q, k, v, opts);
+        p.seed = r.dropout_seed;
+        p.offset = r.dropout_offset;
+        cuda::attention_forward(p, r.out, r.logsumexp);
+#endif
+    }
     return r;
 }
 
@@ -196,15 +247,25 @@ AttentionGrads<T, D> scaled_dot_product_attention_backward(const Tensor<T, 4, D>
                forward.out.shape(), " and logsumexp of shape ", forward.logsumexp.shape(),
                " do not fit the attention of query ", q.shape(), " and value ", v.shape(), " (expected ", out_shape,
                ")");
-    auto p = detail::attention_problem(q, k, v, opts);
-    p.seed = forward.dropout_seed;
-    p.offset = forward.dropout_offset;
     AttentionGrads<T, D> g;
     if (need_q) g.grad_q = Tensor<T, 4, D>::empty(q.shape());
     if (need_k) g.grad_k = Tensor<T, 4, D>::empty(k.shape());
     if (need_v) g.grad_v = Tensor<T, 4, D>::empty(v.shape());
-    cpu::attention::backward(p, grad_out.detach(), forward.out.detach(), forward.logsumexp, g.grad_q, g.grad_k,
-                             g.grad_v);
+    if constexpr (std::same_as<D, Cpu>) {
+        auto p = detail::attention_problem(q, k, v, opts);
+        p.seed = forward.dropout_seed;
+        p.offset = forward.dropout_offset;
+        cpu::attention::backward(p, grad_out.detach(), forward.out.detach(), forward.logsumexp, g.grad_q, g.grad_k,
+                                 g.grad_v);
+    } else {
+#if WEFT_WITH_CUDA
+        auto p = detail::cuda_attention_problem(q, k, v, opts);
+        p.seed = forward.dropout_seed;
+        p.offset = forward.dropout_offset;
+        cuda::attention_backward(p, grad_out.detach(), forward.out.detach(), forward.logsumexp, g.grad_q, g.grad_k,
+                                 g.grad_v);
+#endif
+    }
     return g;
 }
 

@@ -206,9 +206,15 @@ void tile(index_t k, const T* a, index_t ars, index_t acs, const T* b, T* c, ind
     constexpr int W = lanes<T>;
     constexpr auto rows = std::make_integer_sequence<int, Rows>{};
     V acc[Rows][2];
+    // Not `Accumulate ? load(...) : V{}`: nvcc's front end folds that into a vector constant it
+    // cannot emit ("unsupported aggregate constant"), and CUDA tests instantiate this as reference.
     unrolled(rows, [&](auto r) {
-        acc[r][0] = Accumulate ? load(c + r * ldc) : V{};
-        acc[r][1] = Accumulate ? load(c + r * ldc + W) : V{};
+        if constexpr (Accumulate) {
+            acc[r][0] = load(c + r * ldc);
+            acc[r][1] = load(c + r * ldc + W);
+        } else {
+            acc[r][0] = acc[r][1] = splat(T(0));
+        }
     });
     for (index_t p = 0; p < k; ++p) {
         const V b0 = load(b + p * 2 * W), b1 = load(b + p * 2 * W + W);
