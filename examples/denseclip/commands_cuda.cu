@@ -22,7 +22,7 @@ namespace denseclip {
 namespace {
 
 void require_gpu(const char* command) {
-    WEFT_CHECK(cuda::is_available(), "denseclip ", command,
+    WEFT_CHECK(weft::cuda::is_available(), "denseclip ", command,
                " --device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES), "
                "or use --device cpu");
 }
@@ -32,7 +32,7 @@ void require_gpu(const char* command) {
 void cuda_train_command(const DenseClipConfig& cfg, const TrainOptions& options) {
     require_gpu("train");
     const auto env = dist::launch_env();
-    cuda::set_device(env.local_rank % cuda::device_count());
+    weft::cuda::set_device(env.local_rank % weft::cuda::device_count());
     std::unique_ptr<dist::Communicator> comm;
     if (env.size > 1) {
 #if WEFT_NCCL
