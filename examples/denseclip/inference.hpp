@@ -69,17 +69,18 @@ Tensor<T, 4, D> flip_horizontal(const Tensor<T, 4, D>& x) {
         auto reversed = Tensor<std::int64_t, 1>::empty({W});
         for (index_t j = 0; j < W; ++j) reversed.data()[j] = W - 1 - j;
         return index_select(x, 3, reversed.template to<D>());
+    } else {
+        const auto src = x.contiguous();
+        auto out = Tensor<T, 4>::empty(src.shape());
+        const index_t rows = src.size(0) * src.size(1) * src.size(2), W = src.size(3);
+        const T* s = src.data();
+        T* d = out.data();
+        parallel_for(0, rows, 64, [&](index_t b, index_t e) {
+            for (index_t r = b; r < e; ++r)
+                for (index_t j = 0; j < W; ++j) d[r * W + j] = s[r * W + W - 1 - j];
+        });
+        return out;
     }
-    const auto src = x.contiguous();
-    auto out = Tensor<T, 4>::empty(src.shape());
-    const index_t rows = src.size(0) * src.size(1) * src.size(2), W = src.size(3);
-    const T* s = src.data();
-    T* d = out.data();
-    parallel_for(0, rows, 64, [&](index_t b, index_t e) {
-        for (index_t r = b; r < e; ++r)
-            for (index_t j = 0; j < W; ++j) d[r * W + j] = s[r * W + W - 1 - j];
-    });
-    return out;
 }
 
 template <Element T = float, Device D = Cpu>

@@ -125,10 +125,10 @@ TEST_CASE("cuda: TF32 products are opt-in and stay close to fp32", "[cuda]") {
     const auto a = randn_host(Shape<2>{m, k}, 71);
     const auto b = randn_host(Shape<2>{k, n}, 72);
     const auto want = matmul(a, b);
-    REQUIRE_FALSE(cuda::allow_tf32());
-    cuda::set_allow_tf32(true);
+    REQUIRE_FALSE(weft::cuda::allow_tf32());
+    weft::cuda::set_allow_tf32(true);
     const auto got = matmul(to_gpu(a), to_gpu(b));
-    cuda::set_allow_tf32(false);
+    weft::cuda::set_allow_tf32(false);
     // TF32 keeps 10 mantissa bits of each input: about 2^-11 relative error per product.
     require_close(got, want, 1e-2, 2e-3 * std::sqrt(double(k)));
 }

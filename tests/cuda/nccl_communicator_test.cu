@@ -22,7 +22,7 @@ namespace {
 dist::NcclCommunicator make_world_of_one() {
     ncclUniqueId id{};
     REQUIRE(ncclGetUniqueId(&id) == ncclSuccess);
-    return dist::NcclCommunicator(0, 1, id, cuda::current_device());
+    return dist::NcclCommunicator(0, 1, id, weft::cuda::current_device());
 }
 
 // Random device tensors of each element type, from a fixed seed.
@@ -69,7 +69,7 @@ TEST_CASE("nccl: a world of one reports itself", "[cuda][nccl]") {
     REQUIRE(comm.size() == 1);
     REQUIRE(comm.backend() == "nccl");
     REQUIRE(comm.device() == Cuda::name);
-    REQUIRE(comm.cuda_device() == cuda::current_device());
+    REQUIRE(comm.cuda_device() == weft::cuda::current_device());
     REQUIRE(comm.stream() != nullptr);
     comm.barrier();
 
@@ -81,7 +81,7 @@ TEST_CASE("nccl: a world of one reports itself", "[cuda][nccl]") {
     ::unsetenv("WEFT_RENDEZVOUS");
     ::unsetenv("WEFT_MASTER_ADDR");
     ::unsetenv("WEFT_MASTER_PORT");
-    REQUIRE_THROWS_WITH(dist::NcclCommunicator::from_env(1, 2, cuda::device_count()),
+    REQUIRE_THROWS_WITH(dist::NcclCommunicator::from_env(1, 2, weft::cuda::device_count()),
                         Contains("local rank") || Contains("WEFT_RENDEZVOUS"));
 }
 
@@ -107,7 +107,7 @@ TEST_CASE("nccl: a collective sees what the compute stream wrote before the call
         INFO("seed " << seed);
         auto src = Tensor<float, 1, Cuda>::zeros({n});
         auto dst = Tensor<float, 1, Cuda>::zeros({n});
-        cuda::synchronize();
+        weft::cuda::synchronize();
         Generator g(seed);
         src = Tensor<float, 1, Cuda>::rand({n}, g) * 3.0f + 1.0f;  // every value in [1, 4): none is 0
         auto w = comm.all_gather_async(src.data(), dst.data(), std::size_t(n), DType::f32);
@@ -160,7 +160,7 @@ TEST_CASE("nccl: bad input is refused, naming the collective", "[cuda][nccl]") {
     ncclUniqueId id{};
     REQUIRE(ncclGetUniqueId(&id) == ncclSuccess);
     REQUIRE_THROWS_WITH(dist::NcclCommunicator(1, 1, id, 0), Contains("rank 1") && Contains("world of 1"));
-    REQUIRE_THROWS_WITH(dist::NcclCommunicator(0, 1, id, cuda::device_count()), Contains("CUDA device"));
+    REQUIRE_THROWS_WITH(dist::NcclCommunicator(0, 1, id, weft::cuda::device_count()), Contains("CUDA device"));
 }
 
 #endif  // WEFT_NCCL
