@@ -88,7 +88,7 @@ def read_weft(paths, notes):
                 row["error"] = b.get("error_message", "error")
             else:
                 row["ms"] = b["median_ms"] if "median_ms" in b else to_ms(b["real_time"], b.get("time_unit", "ns"))
-                for key in ("flop", "peak_mib", "bytes_per_second", "params"):
+                for key in ("flop", "peak_mib", "bytes_per_second", "params", "cuda_mallocs"):
                     if key in b:
                         row[key] = b[key]
             rows[name] = row
@@ -230,6 +230,10 @@ def main():
             same = int(w["params"]) == int(t["params"])
             notes.append(f"{case}: {int(w['params'])} parameters in weft's model, {int(t['params'])} in PyTorch's"
                          + ("" if same else " (the models differ)"))
+        if "cuda_mallocs" in w:  # issue 6: no cudaMalloc in the steady-state step
+            n = int(w["cuda_mallocs"])
+            notes.append(f"{case}: {n} cudaMalloc call{'' if n == 1 else 's'} in weft's steady-state steps"
+                         + ("" if n == 0 else " (the caching allocator should serve them all)"))
         if t.get("flop_counted") and w.get("flop"):
             notes.append(f"{case}: flop {w['flop']:.4g} as weft counts it, {t['flop_counted']:.4g} by "
                          f"torch.utils.flop_counter")

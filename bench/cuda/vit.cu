@@ -81,7 +81,10 @@ void weft_vit(benchmark::State& state, VitCase c) {
         loss.backward();
     };
     step();  // first step: gradients allocated (cuda_timed runs a second untimed one)
+    step();
+    const auto mallocs_before = weft::cuda::memory_stats().num_cuda_malloc;  // steady state: none after
     weft_bench::cuda_timed(state, {.flop = vit_train_flop(c.resolution, c.batch)}, step);
+    state.counters["cuda_mallocs"] = double(weft::cuda::memory_stats().num_cuda_malloc - mallocs_before);
     state.counters["peak_mib"] = peak.mib();
     state.counters["loss"] = double(float(loss.item()));
     double params = 0;  // to compare the two models' sizes (the device check's notes)
