@@ -1,5 +1,6 @@
-// EXPECT-ERROR: matmul, bmm and linear on Cuda tensors are not implemented yet
-// The CUDA GEMM (cuBLAS) does not exist yet: a product of Cuda tensors fails to compile, loudly.
+// EXPECT-ERROR: matmul, bmm and linear on Cuda tensors need a translation unit compiled by nvcc
+// The CUDA GEMM (cuBLAS) lives in nvcc's translation units: in a host build, a product of Cuda
+// tensors fails to compile, saying how to build it.
 #include <weft/ops/matmul.hpp>
 
 int main() {

@@ -46,8 +46,9 @@ struct Gemm {
         !std::same_as<D, Cpu>,
         "weft: no CPU GEMM is visible here; include <weft/ops/matmul.hpp> (or <weft/ops/cpu/gemm.hpp>)");
     static_assert(!std::same_as<D, Cuda>,
-                  "weft: no CUDA GEMM is visible here; include <weft/ops/matmul.hpp> (or <weft/ops/cuda/gemm.cuh>) "
-                  "in a translation unit compiled by nvcc with WEFT_CUDA");
+                  "weft: matmul, bmm and linear on Cuda tensors need a translation unit compiled by nvcc with "
+                  "WEFT_CUDA (a .cu file; configure weft with -DWEFT_CUDA=ON), which brings the cuBLAS GEMM "
+                  "(ops/cuda/gemm.cuh)");
 };
 
 }  // namespace weft
